@@ -1,0 +1,1 @@
+"""expbot's core: configuration, storage, approval workflow and Slack rendering."""

@@ -1,0 +1,162 @@
+"""Composition root: wires settings, store, providers, Slack client and listeners into runnable apps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import BoltResponse
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot.config import Settings
+from bot.errors import FieldErrors, PermissionDenied, UsageError, explain
+from bot.policy import Approvers
+from bot.store import Store
+from bot.threads import Threads
+from bot.views import ephemeral
+from bot.workflow import Workflow
+from providers.base import Provider, ProviderError
+from providers.sandbox import SandboxProvider
+
+log = logging.getLogger("expbot")
+Register = Callable[[AsyncApp, Workflow], None]
+EXPECTED = (UsageError, PermissionDenied, ProviderError)
+SWEEP_SECONDS = 30.0
+
+
+def build_providers(settings: Settings, store: Store) -> dict[str, Provider]:
+    """One adapter per enabled provider that this version implements (sandbox is always on)."""
+    return {"sandbox": SandboxProvider(store)}
+
+
+@dataclass
+class Runtime:
+    """Everything one expbot process runs with."""
+
+    settings: Settings
+    store: Store
+    client: AsyncWebClient
+    workflow: Workflow
+    app: AsyncApp
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Recover interrupted requests, then keep expiring overdue ones in the background."""
+        await self.workflow.recover()
+        sweeper = asyncio.create_task(self._sweep())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.workflow.expire_due()
+            except Exception:  # the sweeper must outlive one bad round; the error is logged
+                log.exception("expiring overdue requests failed")
+
+    def asgi(self) -> Starlette:
+        """HTTP mode: `/slack/events`, `/healthz`, `/metrics`."""
+        handler = AsyncSlackRequestHandler(self.app)
+
+        async def events(request: Request) -> Response:
+            return await handler.handle(request)
+
+        async def healthz(_: Request) -> Response:
+            self.store.request_counts()
+            return JSONResponse({"ok": True})
+
+        async def metrics(_: Request) -> Response:
+            lines = [f'expbot_requests{{status="{status}"}} {count}'
+                     for status, count in self.store.request_counts().items()]
+            lines.append(f"expbot_experiments {len(self.store.experiments())}")
+            return PlainTextResponse("\n".join(lines) + "\n")
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            async with self.running():
+                yield
+
+        return Starlette(routes=[Route("/slack/events", events, methods=["POST"]),
+                                 Route("/healthz", healthz), Route("/metrics", metrics)], lifespan=lifespan)
+
+    async def socket(self) -> None:
+        """Socket Mode: connect with the app-level token and serve until stopped."""
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert self.settings.app_token is not None
+        handler = AsyncSocketModeHandler(self.app, self.settings.app_token.get_secret_value())
+        async with self.running():
+            await handler.start_async()  # type: ignore[no-untyped-call]
+
+
+def build(settings: Settings, register: Register, socket_mode: bool = False) -> Runtime:
+    store = Store(settings.db_path)
+    client = AsyncWebClient(
+        token=settings.bot_token.get_secret_value(), base_url=settings.api_url,
+        retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+    providers = build_providers(settings, store)
+    workflow = Workflow(settings, store, providers, Threads(client), Approvers(client))
+    secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
+    app = AsyncApp(client=client, signing_secret=secret or "socket-mode", request_verification_enabled=not socket_mode,
+                   logger=log)
+    app.error(_error_handler(workflow))
+    register(app, workflow)
+    return Runtime(settings, store, client, workflow, app)
+
+
+def _error_handler(workflow: Workflow) -> Callable[..., Any]:
+    """The one place errors become what the user sees: in the ack when not yet acked, else ephemerally."""
+
+    async def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
+        if not isinstance(error, (*EXPECTED, FieldErrors)):
+            log.error("unexpected error handling a Slack request", exc_info=error)
+        acked = response is None
+        if isinstance(error, FieldErrors) and not acked:
+            return _json({"response_action": "errors", "errors": error.errors})
+        text = explain(error)
+        if not acked and body.get("type") != "view_submission":
+            return _json(ephemeral(text))
+        await _tell(workflow, body, text)
+        return BoltResponse(status=200, body="") if not acked else None
+
+    return on_error
+
+
+async def _tell(workflow: Workflow, body: dict[str, Any], text: str) -> None:
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    if not user:
+        return
+    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+    thread = ((body.get("message") or {}).get("thread_ts") or (body.get("container") or {}).get("thread_ts"))
+    try:
+        if channel:
+            await workflow.threads.ephemeral(channel, user, text, thread)
+        else:
+            await workflow.threads.dm(user, text)
+    except Exception:  # telling the user failed too: the log is all that is left
+        log.exception("could not tell %s about an error", user)
+
+
+def _json(body: dict[str, Any]) -> BoltResponse:
+    return BoltResponse(status=200, body=json.dumps(body), headers={"content-type": "application/json;charset=utf-8"})

@@ -1,0 +1,237 @@
+"""Settings: the only module that reads the environment, `.env` and `expbot.toml`."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["serve", "socket", "check"]
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+PROVIDER_NAMES = ("sandbox", "appstore", "amplitude", "auth0", "launchdarkly")
+
+
+class ConfigError(Exception):
+    """Settings that stop start-up; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: str) -> timedelta:
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 90s, 15m, 24h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+class Env(BaseSettings):
+    """Environment variables (and `.env`), as named in DESIGN section 7."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    expbot_config: str | None = None
+    expbot_db: str = "expbot.db"
+    appstore_issuer_id: str | None = None
+    appstore_key_id: str | None = None
+    appstore_private_key: SecretStr | None = None
+    appstore_private_key_path: str | None = None
+    amplitude_api_key: SecretStr | None = None
+    auth0_domain: str | None = None
+    auth0_client_id: str | None = None
+    auth0_client_secret: SecretStr | None = None
+    launchdarkly_api_token: SecretStr | None = None
+
+
+class Policy(BaseModel):
+    """Approval policy (DESIGN section 6) for all providers or one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approvers: list[str] = Field(default_factory=list)
+    required: int = Field(default=1, ge=1, le=20)
+    allow_self_approval: bool = False
+    expires_after: str = "24h"
+    max_step: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("approvers")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(r"^[UWS][A-Z0-9]{2,}$", v)]
+        if bad:
+            raise ValueError(f"not Slack user (U…/W…) or user-group (S…) ids: {', '.join(bad)}")
+        return value
+
+    @field_validator("expires_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def expiry(self) -> timedelta:
+        return parse_duration(self.expires_after)
+
+
+class FileConfig(BaseModel):
+    """The TOML config file: `[slack]`, `[approvals]` (+ `[approvals.<provider>]`), `[providers.<name>]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slack: dict[str, Any] = Field(default_factory=dict)
+    approvals: dict[str, Any] = Field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Settings(BaseModel):
+    """Everything expbot runs with, validated."""
+
+    bot_token: SecretStr
+    signing_secret: SecretStr | None
+    app_token: SecretStr | None
+    api_url: str
+    db_path: Path
+    channel: str | None
+    policy: Policy
+    overrides: dict[str, Policy]
+    providers: dict[str, dict[str, Any]]
+    enabled: list[str]
+    config_path: Path | None
+
+    def policy_for(self, provider: str) -> Policy:
+        return self.overrides.get(provider, self.policy)
+
+
+def enabled_providers(env: Env) -> tuple[list[str], list[str]]:
+    """Providers whose credentials are complete, and problems with half-given credentials."""
+    groups: dict[str, dict[str, object]] = {
+        "appstore": {
+            "APPSTORE_ISSUER_ID": env.appstore_issuer_id,
+            "APPSTORE_KEY_ID": env.appstore_key_id,
+            "APPSTORE_PRIVATE_KEY or APPSTORE_PRIVATE_KEY_PATH": env.appstore_private_key
+            or env.appstore_private_key_path,
+        },
+        "amplitude": {"AMPLITUDE_API_KEY": env.amplitude_api_key},
+        "auth0": {
+            "AUTH0_DOMAIN": env.auth0_domain,
+            "AUTH0_CLIENT_ID": env.auth0_client_id,
+            "AUTH0_CLIENT_SECRET": env.auth0_client_secret,
+        },
+        "launchdarkly": {"LAUNCHDARKLY_API_TOKEN": env.launchdarkly_api_token},
+    }
+    enabled, problems = ["sandbox"], []
+    for name, values in groups.items():
+        missing = [k for k, v in values.items() if not v]
+        if not missing:
+            enabled.append(name)
+        elif len(missing) < len(values):
+            problems.append(f"{name}: {', '.join(missing)} missing (the other {name} settings are set)")
+    return enabled, problems
+
+
+def _read_file(env: Env, problems: list[str]) -> tuple[FileConfig, Path | None]:
+    path = Path(env.expbot_config) if env.expbot_config else Path("expbot.toml")
+    if not path.exists():
+        if env.expbot_config:
+            problems.append(f"EXPBOT_CONFIG: {path} does not exist")
+        return FileConfig(), None
+    try:
+        return FileConfig.model_validate(tomllib.loads(path.read_text())), path
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML ({exc})")
+    except ValidationError as exc:
+        problems.extend(f"{path}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+    return FileConfig(), path
+
+
+def _policies(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[Policy, dict[str, Policy]]:
+    base_raw = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    policy = _policy(base_raw, f"{where} [approvals]", problems) or Policy()
+    overrides: dict[str, Policy] = {}
+    for name, section in raw.items():
+        if not isinstance(section, dict):
+            continue
+        if name not in PROVIDER_NAMES:
+            problems.append(f"{where} [approvals.{name}]: unknown provider (known: {', '.join(PROVIDER_NAMES)})")
+            continue
+        merged = policy.model_dump() | section
+        found = _policy(merged, f"{where} [approvals.{name}]", problems)
+        if found is not None:
+            overrides[name] = found
+    return policy, overrides
+
+
+def _policy(raw: dict[str, Any], where: str, problems: list[str]) -> Policy | None:
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(f"{where} {_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+        return None
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def load_settings(mode: Mode, env: Env | None = None) -> Settings:
+    """Read and validate everything; raise `ConfigError` listing every problem at once."""
+    problems: list[str] = []
+    try:
+        env = env or Env()
+    except ValidationError as exc:
+        raise ConfigError([f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
+    token = env.slack_bot_token.get_secret_value() if env.slack_bot_token else ""
+    if not token:
+        problems.append("SLACK_BOT_TOKEN is missing (the bot token, xoxb-…)")
+    elif not token.startswith("xoxb-"):
+        problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    if mode in ("serve", "check") and not env.slack_signing_secret:
+        problems.append("SLACK_SIGNING_SECRET is missing (needed by `expbot serve` to verify requests)")
+    app_token = env.slack_app_token.get_secret_value() if env.slack_app_token else ""
+    if mode == "socket" and not app_token:
+        problems.append("SLACK_APP_TOKEN is missing (the app-level token, xapp-…, for Socket Mode)")
+    if app_token and not app_token.startswith("xapp-"):
+        problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    if not re.match(r"^https?://[^\s/]+", env.slack_api_url):
+        problems.append(f"SLACK_API_URL is not an http(s) URL: {env.slack_api_url!r}")
+    db_path = Path(env.expbot_db)
+    if not db_path.parent.exists():
+        problems.append(f"EXPBOT_DB: the folder {db_path.parent} does not exist")
+    file, config_path = _read_file(env, problems)
+    where = str(config_path or "expbot.toml")
+    policy, overrides = _policies(file.approvals, where, problems)
+    channel = file.slack.get("channel")
+    if channel is not None and not re.match(r"^[CGD][A-Z0-9]{2,}$", str(channel)):
+        problems.append(f"{where} [slack] channel: {channel!r} is not a channel id (C…, G…)")
+    unknown = sorted(set(file.providers) - set(PROVIDER_NAMES))
+    if unknown:
+        problems.append(f"{where} [providers]: unknown provider(s) {', '.join(unknown)}")
+    enabled, provider_problems = enabled_providers(env)
+    problems.extend(provider_problems)
+    if problems:
+        raise ConfigError(problems)
+    api_url = env.slack_api_url if env.slack_api_url.endswith("/") else env.slack_api_url + "/"
+    return Settings(
+        bot_token=SecretStr(token),
+        signing_secret=env.slack_signing_secret,
+        app_token=env.slack_app_token,
+        api_url=api_url,
+        db_path=db_path,
+        channel=channel,
+        policy=policy,
+        overrides=overrides,
+        providers=file.providers,
+        enabled=enabled,
+        config_path=config_path,
+    )

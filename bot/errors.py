@@ -1,0 +1,58 @@
+"""The bot's own errors and the one place that turns any error into words for the user."""
+
+from __future__ import annotations
+
+from providers.base import (
+    InvalidChange,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
+
+
+class UsageError(Exception):
+    """Bad or missing command input; `usage` is the line to show with it."""
+
+    def __init__(self, message: str, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+class PermissionDenied(Exception):
+    """The user may not do this (not an approver, own request, not the requester …)."""
+
+
+class FieldErrors(Exception):
+    """Modal input that failed validation, keyed by the input's block_id."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def explain(error: BaseException) -> str:
+    """What the user is told about `error`: what failed and what to do. Never secrets, never a traceback."""
+    if isinstance(error, UsageError):
+        return f"{error.message}\nUsage: `{error.usage}`" if error.usage else error.message
+    if isinstance(error, PermissionDenied):
+        return f":no_entry: {error}"
+    if isinstance(error, InvalidChange):
+        return f":warning: {error.provider} can't do that: {error.detail}."
+    if isinstance(error, NotFound):
+        return f":mag: {error.provider} says it does not exist: {error.detail}."
+    if isinstance(error, Unauthorized):
+        return (f":lock: {error.provider} refused our credentials ({error.status}): {error.detail}. "
+                "Check the token and its role, then run `expbot check`.")
+    if isinstance(error, RateLimited):
+        wait = f" for {error.retry_after:g}s" if error.retry_after else ""
+        return f":hourglass: {error.provider} is rate limiting us{wait}. Try again in a moment."
+    if isinstance(error, Unavailable):
+        return f":electric_plug: {error.provider} is not answering: {error.detail}. Try again later."
+    if isinstance(error, ProviderError):
+        status = f" ({error.status} {error.code or ''})".rstrip() if error.status else ""
+        return f":x: {error.provider} refused{status}: {error.detail}."
+    return (":boom: Something went wrong on our side and nothing was changed by this step. "
+            "The details are in expbot's log; try again, and tell your admin if it keeps happening.")

@@ -1,0 +1,55 @@
+"""Buttons: Approve / Reject / Cancel on change requests, and the card's change buttons."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import UsageError
+from bot.forms import change_modal
+from bot.workflow import Workflow
+from providers.base import Change, ChangeKind
+
+NEEDS_INPUT = (ChangeKind.EXPOSURE, ChangeKind.WEIGHTS, ChangeKind.SHIP)
+
+
+def _action(body: dict[str, Any]) -> dict[str, Any]:
+    return dict(body["actions"][0])
+
+
+def register(app: AsyncApp, workflow: Workflow) -> None:
+    @app.action("request_approve")
+    async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await workflow.approve(int(_action(body)["value"]), body["user"]["id"])
+
+    @app.action("request_reject")
+    async def reject(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await workflow.reject(int(_action(body)["value"]), body["user"]["id"])
+
+    @app.action("request_cancel")
+    async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        await workflow.cancel(int(_action(body)["value"]), body["user"]["id"])
+
+    @app.action("card_console")
+    async def console(ack: AsyncAck) -> None:
+        await ack()
+
+    @app.action(re.compile(r"^card_(start|pause|resume|stop|exposure|weights|ship)$"))
+    async def card_button(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        action = _action(body)
+        kind = ChangeKind(action["action_id"].removeprefix("card_"))
+        exp = workflow.store.experiment(int(action["value"]))
+        if exp is None:
+            raise UsageError("This card's experiment is no longer tracked.")
+        if kind in NEEDS_INPUT:
+            view = change_modal(exp.id, exp.ref, kind, exp.snapshot)
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+        else:
+            await workflow.request_change(exp, Change(kind=kind), body["user"]["id"])

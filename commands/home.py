@@ -1,0 +1,27 @@
+"""The App Home tab: what expbot tracks and how to use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.models.blocks import HeaderBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.views import clip, experiment_list, help_text
+from bot.workflow import Workflow
+
+
+def register(app: AsyncApp, workflow: Workflow) -> None:
+    @app.event("app_home_opened")
+    async def home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab") != "home":
+            return
+        listing = experiment_list(workflow.list(None, None), workflow.labels)
+        view = View(type="home", blocks=[
+            HeaderBlock(text="expbot"),
+            SectionBlock(text=MarkdownTextObject(text=clip(help_text(), 3000))),
+            SectionBlock(text=MarkdownTextObject(text=clip("*Experiments*\n" + listing, 3000))),
+        ])
+        await client.views_publish(user_id=event["user"], view=view.to_dict())

@@ -1,0 +1,1 @@
+"""Experiment platforms expbot can drive, behind one `Provider` protocol."""
