@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
-from slack_bolt import BoltResponse
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -24,18 +21,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.config import Settings
-from bot.errors import FieldErrors, PermissionDenied, UsageError, explain
 from bot.policy import Approvers
 from bot.store import Store
 from bot.threads import Threads
-from bot.views import ephemeral
 from bot.workflow import Workflow
-from providers.base import Provider, ProviderError
+from providers.base import Provider
 from providers.sandbox import SandboxProvider
 
 log = logging.getLogger("expbot")
 Register = Callable[[AsyncApp, Workflow], None]
-EXPECTED = (UsageError, PermissionDenied, ProviderError)
 SWEEP_SECONDS = 30.0
 
 
@@ -120,43 +114,5 @@ def build(settings: Settings, register: Register, socket_mode: bool = False) -> 
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
     app = AsyncApp(client=client, signing_secret=secret or "socket-mode", request_verification_enabled=not socket_mode,
                    logger=log)
-    app.error(_error_handler(workflow))
     register(app, workflow)
     return Runtime(settings, store, client, workflow, app)
-
-
-def _error_handler(workflow: Workflow) -> Callable[..., Any]:
-    """The one place errors become what the user sees: in the ack when not yet acked, else ephemerally."""
-
-    async def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
-        if not isinstance(error, (*EXPECTED, FieldErrors)):
-            log.error("unexpected error handling a Slack request", exc_info=error)
-        acked = response is None
-        if isinstance(error, FieldErrors) and not acked:
-            return _json({"response_action": "errors", "errors": error.errors})
-        text = explain(error)
-        if not acked and body.get("type") != "view_submission":
-            return _json(ephemeral(text))
-        await _tell(workflow, body, text)
-        return BoltResponse(status=200, body="") if not acked else None
-
-    return on_error
-
-
-async def _tell(workflow: Workflow, body: dict[str, Any], text: str) -> None:
-    user = body.get("user_id") or (body.get("user") or {}).get("id")
-    if not user:
-        return
-    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
-    thread = ((body.get("message") or {}).get("thread_ts") or (body.get("container") or {}).get("thread_ts"))
-    try:
-        if channel:
-            await workflow.threads.ephemeral(channel, user, text, thread)
-        else:
-            await workflow.threads.dm(user, text)
-    except Exception:  # telling the user failed too: the log is all that is left
-        log.exception("could not tell %s about an error", user)
-
-
-def _json(body: dict[str, Any]) -> BoltResponse:
-    return BoltResponse(status=200, body=json.dumps(body), headers={"content-type": "application/json;charset=utf-8"})

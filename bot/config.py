@@ -68,7 +68,7 @@ class Policy(BaseModel):
     @field_validator("approvers")
     @classmethod
     def _ids(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if not re.match(r"^[UWS][A-Z0-9]{2,}$", v)]
+        bad = [v for v in value if not re.match(r"^[UWS][A-Z0-9]+$", v)]
         if bad:
             raise ValueError(f"not Slack user (U…/W…) or user-group (S…) ids: {', '.join(bad)}")
         return value

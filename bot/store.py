@@ -207,7 +207,7 @@ class Store:
                detail: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO audit (ts, actor, experiment_id, request_id, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            [now().isoformat(), actor, experiment_id, request_id, json.dumps(detail, default=str)],
+            [now().isoformat(), actor, experiment_id, request_id, action, json.dumps(detail, default=str)],
         )
 
     # -- sandbox provider records ------------------------------------------------------------

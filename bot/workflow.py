@@ -60,11 +60,15 @@ class Workflow:
                                                           "draft": draft.model_dump(mode="json")})
         return await self._track(provider, snap, channel, user, "experiment.created")
 
-    async def track(self, provider_name: str, remote_id: str, channel: str, user: str) -> Experiment:
+    def check_untracked(self, provider_name: str, remote_id: str) -> Provider:
         provider = self.provider(provider_name, USAGE["track"])
         existing = [e for e in self.store.experiments(provider.name) if e.remote_id == remote_id]
         if existing:
             raise UsageError(f"`{remote_id}` is already tracked as `{existing[0].ref}`.", USAGE["track"])
+        return provider
+
+    async def track(self, provider_name: str, remote_id: str, channel: str, user: str) -> Experiment:
+        provider = self.check_untracked(provider_name, remote_id)
         snap = await provider.get(remote_id)
         return await self._track(provider, snap, channel, user, "experiment.tracked")
 

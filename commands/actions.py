@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import UsageError
 from bot.forms import change_modal
 from bot.workflow import Workflow
+from commands.guard import guarded
 from providers.base import Change, ChangeKind
 
 NEEDS_INPUT = (ChangeKind.EXPOSURE, ChangeKind.WEIGHTS, ChangeKind.SHIP)
@@ -21,18 +22,23 @@ def _action(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(app: AsyncApp, workflow: Workflow) -> None:
+    guard = guarded(workflow)
+
     @app.action("request_approve")
-    async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
+    @guard
+    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         await workflow.approve(int(_action(body)["value"]), body["user"]["id"])
 
     @app.action("request_reject")
-    async def reject(ack: AsyncAck, body: dict[str, Any]) -> None:
+    @guard
+    async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         await workflow.reject(int(_action(body)["value"]), body["user"]["id"])
 
     @app.action("request_cancel")
-    async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
+    @guard
+    async def cancel(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         await workflow.cancel(int(_action(body)["value"]), body["user"]["id"])
 
@@ -41,6 +47,7 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         await ack()
 
     @app.action(re.compile(r"^card_(start|pause|resume|stop|exposure|weights|ship)$"))
+    @guard
     async def card_button(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         action = _action(body)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.models.blocks import HeaderBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.views import clip, experiment_list, help_text
 from bot.workflow import Workflow
+from commands.guard import guarded
 
 
 def register(app: AsyncApp, workflow: Workflow) -> None:
     @app.event("app_home_opened")
-    async def home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+    @guarded(workflow)
+    async def home_opened(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        event = body["event"]
         if event.get("tab") != "home":
             return
         listing = experiment_list(workflow.list(None, None), workflow.labels)

@@ -22,11 +22,15 @@ from bot.forms import (
 from bot.models import Experiment
 from bot.policy import check_step
 from bot.workflow import Workflow
+from commands.guard import guarded
 from providers.base import Change, ChangeKind, ProviderError
 
 
 def register(app: AsyncApp, workflow: Workflow) -> None:
+    guard = guarded(workflow)
+
     @app.action(PROVIDER_ACTION)
+    @guard
     async def provider_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         view = body["view"]
@@ -37,7 +41,9 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
                                   view=create_modal(workflow.labels, chosen, draft, meta.get("channel", "")))
 
     @app.view(CREATE_CALLBACK)
-    async def create(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+    @guard
+    async def create(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body["view"]
         values = submitted(view)
         meta = json.loads(view.get("private_metadata") or "{}")
         chosen = values.get(PROVIDER_BLOCK)
@@ -53,7 +59,9 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         await workflow.create(chosen, draft, meta.get("channel", ""), body["user"]["id"])
 
     @app.view(CHANGE_CALLBACK)
-    async def change(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+    @guard
+    async def change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body["view"]
         meta = json.loads(view.get("private_metadata") or "{}")
         kind = ChangeKind(meta["kind"])
         exp = workflow.store.experiment(int(meta["experiment"]))

@@ -12,6 +12,7 @@ from bot.models import RequestStatus
 from bot.views import USAGE, audit_text, ephemeral, experiment_detail, experiment_list, help_text
 from bot.workflow import Workflow
 from commands.grammar import Audit, Help, ListExperiments, New, RequestChange, Show, Track, parse
+from commands.guard import guarded
 
 COMMAND = "/experiment"
 OPEN = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.APPLYING)
@@ -19,7 +20,9 @@ OPEN = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.APPLYING)
 
 def register(app: AsyncApp, workflow: Workflow) -> None:
     @app.command(COMMAND)
-    async def experiment(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient) -> None:
+    @guarded(workflow)
+    async def experiment(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        command = body
         cmd = parse(command.get("text", ""))
         user, channel = command["user_id"], command["channel_id"]
         if isinstance(cmd, Help):
@@ -41,7 +44,7 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
             view = create_modal(workflow.labels, cmd.provider, draft, channel)
             await client.views_open(trigger_id=command["trigger_id"], view=view)
         elif isinstance(cmd, Track):
-            workflow.provider(cmd.provider, USAGE["track"])
+            workflow.check_untracked(cmd.provider, cmd.remote_id)
             await ack(ephemeral(f"Looking up `{cmd.remote_id}` on {cmd.provider}…"))
             exp = await workflow.track(cmd.provider, cmd.remote_id, channel, user)
             await workflow.threads.ephemeral(channel, user, f"Tracking it as `{exp.ref}`; its card is posted.")

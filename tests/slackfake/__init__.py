@@ -1,0 +1,1 @@
+"""Loopback stand-ins for Slack: its Web API and its signed deliveries to the app."""

@@ -1,0 +1,162 @@
+"""Approval policy and request outcomes: double clicks, concurrency, stale, expiry, reject, cancel, eligibility."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from bot.models import RequestStatus
+from providers.base import Call, Change, ChangeKind
+from tests.conftest import Bot, StartBot
+
+
+async def _final(bot: Bot, request_id: int) -> RequestStatus:
+    req = await bot.until(lambda: (r := bot.store.request(request_id)).status.final and r)
+    return req.status  # type: ignore[no-any-return]
+
+
+def _patches(bot: Bot) -> int:
+    events = bot.store.audit_events(1, limit=500)
+    return sum(1 for e in events if e.action == "provider.call" and "PATCH" in str(e.detail.get("call")))
+
+
+async def test_double_clicks_and_concurrent_approvals_apply_once(bot: Bot) -> None:
+    await bot.new_sandbox()
+    req = await bot.request("start exp-1")
+    clicks = [bot.player.click("C1", req.message_ts, "request_approve", user=u) for u in ("U2", "U2", "U3", "U4")]
+    responses = await asyncio.gather(*clicks)
+    assert all(r.status_code == 200 for r in responses)
+    assert await _final(bot, req.id) is RequestStatus.APPLIED
+    await asyncio.sleep(0.3)  # let every click finish
+    assert _patches(bot) == 1
+    sbx = await bot.runtime.workflow.providers["sandbox"].get("sbx-1")
+    assert sbx.status.value == "running" and sbx.version == "2"
+    applied = [e for e in bot.store.audit_events(1, 500) if e.action == "request.applied"]
+    assert len(applied) == 1
+
+
+async def test_required_approvals_and_repeat_approval(start_bot: StartBot) -> None:
+    bot = await start_bot("[approvals]\nrequired = 2\n")
+    await bot.new_sandbox()
+    req = await bot.request("ramp exp-1 20")
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+    await bot.until(lambda: "Approvals 1/2" in json.dumps(bot.slack.message("C1", req.message_ts)["blocks"]))
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: a["user"] == "U2")
+    assert "already approved" in told[-1].args["text"]
+    assert bot.store.request(req.id).status is RequestStatus.PENDING
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U3")
+    assert await _final(bot, req.id) is RequestStatus.APPLIED
+
+
+async def test_stale_request_sends_nothing(bot: Bot) -> None:
+    await bot.new_sandbox()
+    first = await bot.request("ramp exp-1 25")
+    second = await bot.request("ramp exp-1 30", user="U3")
+    await bot.player.click("C1", first.message_ts, "request_approve", user="U2")
+    assert await _final(bot, first.id) is RequestStatus.APPLIED
+    await bot.player.click("C1", second.message_ts, "request_approve", user="U2")
+    assert await _final(bot, second.id) is RequestStatus.STALE
+    note = await bot.slack.wait_for_async("chat.postMessage", lambda a: "is *stale*" in a.get("text", ""))
+    assert note[-1].args["thread_ts"] == bot.store.experiment(1).card_ts
+    assert "25%" in note[-1].args["text"]  # says what changed
+    assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).exposure == 25
+    assert not bot.player.has_button("C1", second.message_ts, "request_approve")
+
+
+async def test_expired_request_is_edited_and_refused(start_bot: StartBot) -> None:
+    bot = await start_bot('[approvals]\nexpires_after = "1s"\n')
+    await bot.new_sandbox()
+    clicked = await bot.request("start exp-1")
+    swept = await bot.request("ramp exp-1 50")
+    await asyncio.sleep(1.1)
+    await bot.player.click("C1", clicked.message_ts, "request_approve", user="U2")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "expired" in a["text"])
+    assert told[-1].args["user"] == "U2"
+    assert bot.store.request(clicked.id).status is RequestStatus.EXPIRED
+    assert await bot.runtime.workflow.expire_due() == 1
+    for req in (clicked, swept):
+        msg = bot.slack.message("C1", req.message_ts)
+        assert "Expired" in json.dumps(msg["blocks"]) and not bot.player.has_button("C1", req.message_ts,
+                                                                                     "request_reject")
+    assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "draft"
+
+
+async def test_reject_and_cancel(bot: Bot) -> None:
+    await bot.new_sandbox()
+    rejected = await bot.request("start exp-1")
+    as_first_seen = bot.slack.message("C1", rejected.message_ts)
+    await bot.player.click("C1", rejected.message_ts, "request_reject", user="U1")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "use Cancel" in a["text"])
+    assert told
+    await bot.player.click("C1", rejected.message_ts, "request_reject", user="U2")
+    assert await _final(bot, rejected.id) is RequestStatus.REJECTED
+    await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1" and "rejected" in a["text"])
+    await bot.player.click("C1", rejected.message_ts, "request_cancel", user="U1", seen=as_first_seen)
+    late = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "already rejected" in a["text"])
+    assert late
+
+    cancelled = await bot.request("start exp-1")
+    await bot.player.click("C1", cancelled.message_ts, "request_cancel", user="U2")
+    await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "can cancel request" in a["text"])
+    assert bot.store.request(cancelled.id).status is RequestStatus.PENDING
+    await bot.player.click("C1", cancelled.message_ts, "request_cancel", user="U1")
+    assert await _final(bot, cancelled.id) is RequestStatus.CANCELLED
+    assert "Cancelled" in json.dumps(bot.slack.message("C1", cancelled.message_ts)["blocks"])
+    assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "draft"
+
+
+async def test_only_listed_approvers_and_groups(start_bot: StartBot) -> None:
+    bot = await start_bot('[approvals]\napprovers = ["U2", "S0GROUP"]\n')
+    bot.slack.add_usergroup("S0GROUP", ["U4"])
+    await bot.new_sandbox()
+    req = await bot.request("ramp exp-1 20")
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U3")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: a["user"] == "U3")
+    assert "Only approvers" in told[-1].args["text"]
+    assert bot.store.request(req.id).approvals == ()
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U4")
+    assert await _final(bot, req.id) is RequestStatus.APPLIED
+    second = await bot.request("ramp exp-1 30")
+    await bot.player.click("C1", second.message_ts, "request_approve", user="U3")
+    await bot.slack.wait_for_async("chat.postEphemeral", lambda a: a["user"] == "U3", count=2)
+    assert len(bot.slack.calls("usergroups.users.list")) == 1  # cached
+
+
+async def test_self_approval_when_allowed_and_per_provider_override(start_bot: StartBot) -> None:
+    bot = await start_bot("[approvals]\nrequired = 3\n[approvals.sandbox]\nrequired = 1\nallow_self_approval = true\n")
+    await bot.new_sandbox()
+    req = await bot.request("start exp-1")
+    assert req.required == 1
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U1")
+    assert await _final(bot, req.id) is RequestStatus.APPLIED
+
+
+async def test_max_step_refuses_big_ramps(start_bot: StartBot) -> None:
+    bot = await start_bot("[approvals]\nmax_step = 20\n")
+    await bot.new_sandbox()
+    await bot.player.command("ramp exp-1 50")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "at most 20 points" in a["text"])
+    assert told and bot.open_requests() == []
+    assert (await bot.request("ramp exp-1 30")).change.exposure == 30
+
+
+async def test_provider_failure_is_reported(bot: Bot) -> None:
+    exp = await bot.new_sandbox()
+    store = bot.store
+    ghost = Call(method="POST", path="/sandbox/experiments/sbx-1/ship", body={"variant": "ghost"})
+    started = await bot.runtime.workflow.providers["sandbox"].apply("sbx-1", [
+        Call(method="PATCH", path="/x", body={"status": "running"})])
+    store.save_snapshot(exp.id, started)
+    from datetime import timedelta
+
+    from bot.store import now
+    req = store.add_request(store.experiment(exp.id), Change(kind=ChangeKind.SHIP, variant="ghost"), started,
+                            [ghost], "U1", 1, now() + timedelta(hours=1))
+    ts = await bot.runtime.workflow.threads.post_request(store.experiment(exp.id), req)
+    store.set_request_message(req.id, "C1", ts)
+    await bot.player.click("C1", ts, "request_approve", user="U2")
+    assert await _final(bot, req.id) is RequestStatus.FAILED
+    note = await bot.slack.wait_for_async("chat.postMessage", lambda a: "*failed*" in a.get("text", ""))
+    assert "no variant 'ghost'" in note[-1].args["text"]
+    await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1" and "failed" in a["text"])
