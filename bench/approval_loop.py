@@ -14,12 +14,12 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.app import build  # noqa: E402
-from bot.config import Env, load_settings  # noqa: E402
-from bot.models import RequestStatus  # noqa: E402
-from commands import register  # noqa: E402
-from tests.slackfake.web_api import FakeSlack  # noqa: E402
-from tests.slackfake.player import SlackPlayer  # noqa: E402
+from bot.app import build
+from bot.config import Env, load_settings
+from bot.models import RequestStatus
+from commands import register
+from tests.slackfake.player import SlackPlayer
+from tests.slackfake.web_api import FakeSlack
 
 SECRET = "bench-secret"
 

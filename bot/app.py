@@ -100,7 +100,10 @@ class Runtime:
         assert self.settings.app_token is not None
         handler = AsyncSocketModeHandler(self.app, self.settings.app_token.get_secret_value())
         async with self.running():
-            await handler.start_async()  # type: ignore[no-untyped-call]
+            try:
+                await handler.start_async()  # type: ignore[no-untyped-call]
+            finally:
+                await handler.close_async()  # type: ignore[no-untyped-call]
 
 
 def build(settings: Settings, register: Register, socket_mode: bool = False) -> Runtime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from slack_sdk.errors import SlackApiError
+
 from providers.base import (
     InvalidChange,
     NotFound,
@@ -51,8 +53,23 @@ def explain(error: BaseException) -> str:
         return f":hourglass: {error.provider} is rate limiting us{wait}. Try again in a moment."
     if isinstance(error, Unavailable):
         return f":electric_plug: {error.provider} is not answering: {error.detail}. Try again later."
+    if isinstance(error, SlackApiError):
+        code = error.response.get("error", "unknown") if error.response is not None else "unknown"
+        hint = _SLACK_HINTS.get(code, "Try again; if it keeps failing, run `expbot check` and look at expbot's log.")
+        return f":warning: Slack refused a call from expbot ({code}). {hint}"
     if isinstance(error, ProviderError):
         status = f" ({error.status} {error.code or ''})".rstrip() if error.status else ""
         return f":x: {error.provider} refused{status}: {error.detail}."
     return (":boom: Something went wrong on our side and nothing was changed by this step. "
             "The details are in expbot's log; try again, and tell your admin if it keeps happening.")
+
+
+_SLACK_HINTS = {
+    "not_in_channel": "Invite expbot to the channel (`/invite @expbot`) or give it chat:write.public, then "
+                      "run the command again: a missing card is posted with the next change.",
+    "channel_not_found": "expbot cannot see that channel: invite it, or check `[slack] channel` in expbot.toml.",
+    "is_archived": "The channel is archived: set another status channel in expbot.toml.",
+    "ratelimited": "Slack is rate limiting expbot; wait a minute and try again.",
+    "invalid_auth": "The bot token is not valid: check SLACK_BOT_TOKEN.",
+    "missing_scope": "The app lacks a scope: reinstall it from manifest.yml.",
+}

@@ -76,19 +76,24 @@ class Workflow:
         exp, _ = self.store.add_experiment(provider.name, snap, self.channel_for(channel), user)
         self.store.audit(user, action, exp.id, detail={"provider": provider.name, "remote_id": snap.remote_id,
                                                         "fingerprint": snap.fingerprint})
-        card_channel, ts = await self.threads.post_card(exp, self.allowed(exp), provider.label)
+        return await self._post_card(exp)
+
+    async def refresh_card(self, exp: Experiment, snap: Snapshot | None = None) -> Experiment:
+        """Store `snap` (if given) and edit the card in place; post it if it never made it to Slack."""
+        if snap is not None:
+            self.store.save_snapshot(exp.id, snap)
+            exp = self.store.experiment(exp.id) or exp
+        if exp.card_ts is None:
+            return await self._post_card(exp)
+        await self.threads.update_card(exp, self.allowed(exp), self.labels[exp.provider])
+        return exp
+
+    async def _post_card(self, exp: Experiment) -> Experiment:
+        card_channel, ts = await self.threads.post_card(exp, self.allowed(exp), self.labels[exp.provider])
         self.store.set_card(exp.id, card_channel, ts)
         found = self.store.experiment(exp.id)
         assert found is not None
         return found
-
-    async def refresh_card(self, exp: Experiment, snap: Snapshot | None = None) -> Experiment:
-        """Store `snap` (if given) and edit the card in place."""
-        if snap is not None:
-            self.store.save_snapshot(exp.id, snap)
-            exp = self.store.experiment(exp.id) or exp
-        await self.threads.update_card(exp, self.allowed(exp), self.labels[exp.provider])
-        return exp
 
     def list(self, provider: str | None, status: Status | None) -> list[Experiment]:
         return [e for e in self.store.experiments(provider) if status is None or e.snapshot.status is status]
@@ -98,7 +103,7 @@ class Workflow:
         """Post a change request in the experiment's thread. Nothing is sent to the provider."""
         provider = self.providers[exp.provider]
         snap = await self.applier.read(exp, user)
-        if snap.fingerprint != exp.snapshot.fingerprint:
+        if snap.fingerprint != exp.snapshot.fingerprint or exp.card_ts is None:
             exp = await self.refresh_card(exp, snap)
         policy = self.settings.policy_for(exp.provider)
         check_step(policy, snap, change)

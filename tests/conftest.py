@@ -15,8 +15,8 @@ from bot.app import Runtime, build
 from bot.config import Env, load_settings
 from bot.models import ChangeRequest, Experiment
 from commands import register
-from tests.slackfake.web_api import FakeSlack
 from tests.slackfake.player import SlackPlayer
+from tests.slackfake.web_api import FakeSlack
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-test"

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.conftest import SECRET, TOKEN
-from tests.slackfake.web_api import FakeSlack
 from tests.slackfake.player import SlackPlayer
+from tests.slackfake.web_api import FakeSlack
 from tests.test_cli import CLEAN, EXPBOT
 
 

@@ -88,3 +88,37 @@ async def test_provider_refusal_is_explained(bot: Bot) -> None:
     told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "cannot pause" in a["text"])
     assert told[-1].args["channel"] == "C1" and told[-1].args["user"] == "U1"
     assert bot.open_requests() == []
+
+
+async def test_card_refused_by_slack_is_explained_and_posted_later(bot: Bot) -> None:
+    bot.slack.fail_next("chat.postMessage", error="not_in_channel")
+    await bot.player.command("new sandbox")
+    await bot.slack.wait_for_async("views.open")
+    resp = await bot.player.submit(list(bot.slack.views)[-1], {"name": "Hidden"})
+    assert resp.status_code == 200
+    dm = await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1")
+    assert "not_in_channel" in dm[-1].args["text"] and "/invite @expbot" in dm[-1].args["text"]
+    exp = bot.store.find_experiment("exp-1")
+    assert exp is not None and exp.card_ts is None  # tracked all the same: nothing is lost
+    req = await bot.request("ramp exp-1 20")
+    exp = bot.store.find_experiment("exp-1")
+    assert exp.card_ts and bot.slack.message("C1", req.message_ts)["thread_ts"] == exp.card_ts
+
+
+async def test_every_message_has_fallback_text_and_manifest_scopes_cover_the_calls(bot: Bot) -> None:
+    from tests.test_manifest import manifest
+
+    await bot.new_sandbox()
+    req = await bot.request("start exp-1")
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+    await bot.until(lambda: bot.store.request(req.id).status.final)
+    await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1")
+    posts = bot.slack.calls("chat.postMessage") + bot.slack.calls("chat.update")
+    assert posts and all(c.args.get("text") for c in posts)
+    needs = {"chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
+             "usergroups.users.list": "usergroups:read", "auth.test": None, "views.open": None,
+             "views.update": None, "views.publish": None}
+    scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
+    for call in bot.slack.calls():
+        assert call.method in needs, f"{call.method} has no known scope"
+        assert needs[call.method] is None or needs[call.method] in scopes

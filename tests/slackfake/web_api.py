@@ -61,7 +61,7 @@ class FakeSlack:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, headers, body = fake._handle(self.path, dict(self.headers.items()), raw)
@@ -74,7 +74,7 @@ class FakeSlack:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def do_GET(self) -> None:  # noqa: N802 - slack_sdk reads some methods (usergroups.users.list) by GET
+            def do_GET(self) -> None:
                 self.do_POST()
 
             def log_message(self, *args: Any) -> None:
@@ -221,7 +221,7 @@ class FakeSlack:
             return {"ok": False, "error": "not_allowed"}
         return {"ok": True, "url": self.socket_url}
 
-    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - Slack's name
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel", ""))
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
@@ -249,7 +249,7 @@ class FakeSlack:
             msg["blocks"] = args["blocks"] or []
         return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "text": msg["text"]}
 
-    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - Slack's name
+    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel") or not args.get("user"):
             return {"ok": False, "error": "invalid_arguments"}
         self.ephemerals.append({k: args.get(k) for k in ("channel", "user", "text", "blocks", "thread_ts")})
