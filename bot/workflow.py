@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 from bot.apply import Applier
@@ -12,7 +14,7 @@ from bot.policy import Approvers, check_step, expires_at
 from bot.store import Store, now
 from bot.threads import Threads
 from bot.views import USAGE
-from providers.base import Change, ChangeKind, Provider, Snapshot, Status
+from providers.base import Change, ChangeKind, Provider, ProviderError, Snapshot, Status
 
 PENDING = (RequestStatus.PENDING,)
 
@@ -55,10 +57,14 @@ class Workflow:
     # -- experiments ---------------------------------------------------------------------------
     async def create(self, provider_name: str, draft: BaseModel, channel: str, user: str) -> Experiment:
         provider = self.provider(provider_name)
-        snap = await provider.create(draft)
-        self.store.audit(user, "provider.create", detail={"provider": provider.name, "remote_id": snap.remote_id,
-                                                          "draft": draft.model_dump(mode="json")})
-        return await self._track(provider, snap, channel, user, "experiment.created")
+        try:
+            snap = await provider.create(draft)
+        except ProviderError as err:
+            self.store.audit(user, "provider.call", detail={"call": f"create on {provider.name}",
+                                                            "status": err.status or "error", "error": err.detail})
+            raise
+        created = {"call": f"create {snap.remote_id}", "status": "ok", "draft": draft.model_dump(mode="json")}
+        return await self._track(provider, snap, channel, user, "experiment.created", created)
 
     def check_untracked(self, provider_name: str, remote_id: str) -> Provider:
         provider = self.provider(provider_name, USAGE["track"])
@@ -72,8 +78,11 @@ class Workflow:
         snap = await provider.get(remote_id)
         return await self._track(provider, snap, channel, user, "experiment.tracked")
 
-    async def _track(self, provider: Provider, snap: Snapshot, channel: str, user: str, action: str) -> Experiment:
+    async def _track(self, provider: Provider, snap: Snapshot, channel: str, user: str, action: str,
+                     call: dict[str, Any] | None = None) -> Experiment:
         exp, _ = self.store.add_experiment(provider.name, snap, self.channel_for(channel), user)
+        if call is not None:
+            self.store.audit(user, "provider.call", exp.id, detail=call)
         self.store.audit(user, action, exp.id, detail={"provider": provider.name, "remote_id": snap.remote_id,
                                                         "fingerprint": snap.fingerprint})
         return await self._post_card(exp)

@@ -24,23 +24,15 @@ def _action(body: dict[str, Any]) -> dict[str, Any]:
 def register(app: AsyncApp, workflow: Workflow) -> None:
     guard = guarded(workflow)
 
-    @app.action("request_approve")
-    @guard
-    async def approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        await workflow.approve(int(_action(body)["value"]), body["user"]["id"])
+    decisions = {"request_approve": workflow.approve, "request_reject": workflow.reject,
+                 "request_cancel": workflow.cancel}
 
-    @app.action("request_reject")
+    @app.action(re.compile(r"^request_(approve|reject|cancel)$"))
     @guard
-    async def reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def decide(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        await workflow.reject(int(_action(body)["value"]), body["user"]["id"])
-
-    @app.action("request_cancel")
-    @guard
-    async def cancel(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        await workflow.cancel(int(_action(body)["value"]), body["user"]["id"])
+        action = _action(body)
+        await decisions[action["action_id"]](int(action["value"]), body["user"]["id"])
 
     @app.action("card_console")
     async def console(ack: AsyncAck) -> None:

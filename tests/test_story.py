@@ -50,7 +50,7 @@ async def test_create_request_approve_apply_audit(bot: Bot) -> None:
 
     audit = _json(await player.command("audit exp-1"))
     assert audit["response_type"] == "ephemeral"
-    for step in ("experiment.created", "request.created", "request.approval", "request.approved",
+    for step in ("create sbx-1", "experiment.created", "request.created", "request.approval", "request.approved",
                  "request.applying", "request.applied", "PATCH /sandbox/experiments/sbx-1"):
         assert step in audit["text"], step
     assert "xoxb-test" not in audit["text"]
