@@ -196,9 +196,11 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
         problems.append("SLACK_BOT_TOKEN is missing (the bot token, xoxb-…)")
     elif not token.startswith("xoxb-"):
         problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
-    if mode in ("serve", "check") and not env.slack_signing_secret:
-        problems.append("SLACK_SIGNING_SECRET is missing (needed by `expbot serve` to verify requests)")
     app_token = env.slack_app_token.get_secret_value() if env.slack_app_token else ""
+    socket_only = mode == "check" and bool(app_token)
+    if mode in ("serve", "check") and not env.slack_signing_secret and not socket_only:
+        problems.append("SLACK_SIGNING_SECRET is missing (needed by `expbot serve` to verify requests; "
+                        "for Socket Mode set SLACK_APP_TOKEN instead)")
     if mode == "socket" and not app_token:
         problems.append("SLACK_APP_TOKEN is missing (the app-level token, xapp-…, for Socket Mode)")
     if app_token and not app_token.startswith("xapp-"):

@@ -47,6 +47,8 @@ def test_serve_and_socket_refuse_to_start_without_settings(tmp_path: Path) -> No
     socket = run(["socket"], tmp_path, SLACK_BOT_TOKEN="xoxb-1")
     assert socket.returncode == 2 and "SLACK_APP_TOKEN is missing" in socket.stderr
     assert "SLACK_SIGNING_SECRET" not in socket.stderr  # not needed in Socket Mode
+    socket_check = run(["check"], tmp_path, SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1")
+    assert socket_check.returncode == 0, socket_check.stderr
     missing = run(["check"], tmp_path, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s",
                   EXPBOT_CONFIG="nope.toml", EXPBOT_DB="/no/such/dir/x.db")
     assert missing.returncode == 2
