@@ -36,8 +36,14 @@ async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "expbot.toml"
         cfg.write_text("")
-        env = Env(_env_file=None, slack_bot_token="xoxb-bench", slack_signing_secret=SECRET,  # type: ignore[call-arg]
-                  slack_api_url=slack.api_url, expbot_config=str(cfg), expbot_db=str(Path(tmp) / "bench.db"))
+        env = Env(
+            _env_file=None,
+            slack_bot_token="xoxb-bench",
+            slack_signing_secret=SECRET,  # type: ignore[call-arg]
+            slack_api_url=slack.api_url,
+            expbot_config=str(cfg),
+            expbot_db=str(Path(tmp) / "bench.db"),
+        )
         runtime = build(load_settings("serve", env), register)
         server = uvicorn.Server(uvicorn.Config(runtime.asgi(), host="127.0.0.1", port=0, log_level="warning"))
         task = asyncio.create_task(server.serve())

@@ -80,8 +80,9 @@ class Runtime:
             return JSONResponse({"ok": True})
 
         async def metrics(_: Request) -> Response:
-            lines = [f'expbot_requests{{status="{status}"}} {count}'
-                     for status, count in self.store.request_counts().items()]
+            lines = [
+                f'expbot_requests{{status="{status}"}} {count}' for status, count in self.store.request_counts().items()
+            ]
             lines.append(f"expbot_experiments {len(self.store.experiments())}")
             return PlainTextResponse("\n".join(lines) + "\n")
 
@@ -90,8 +91,14 @@ class Runtime:
             async with self.running():
                 yield
 
-        return Starlette(routes=[Route("/slack/events", events, methods=["POST"]),
-                                 Route("/healthz", healthz), Route("/metrics", metrics)], lifespan=lifespan)
+        return Starlette(
+            routes=[
+                Route("/slack/events", events, methods=["POST"]),
+                Route("/healthz", healthz),
+                Route("/metrics", metrics),
+            ],
+            lifespan=lifespan,
+        )
 
     async def socket(self) -> None:
         """Socket Mode: connect with the app-level token and serve until stopped."""
@@ -109,13 +116,15 @@ class Runtime:
 def build(settings: Settings, register: Register, socket_mode: bool = False) -> Runtime:
     store = Store(settings.db_path)
     client = AsyncWebClient(
-        token=settings.bot_token.get_secret_value(), base_url=settings.api_url,
+        token=settings.bot_token.get_secret_value(),
+        base_url=settings.api_url,
         retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
     )
     providers = build_providers(settings, store)
     workflow = Workflow(settings, store, providers, Threads(client), Approvers(client))
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
-    app = AsyncApp(client=client, signing_secret=secret or "socket-mode", request_verification_enabled=not socket_mode,
-                   logger=log)
+    app = AsyncApp(
+        client=client, signing_secret=secret or "socket-mode", request_verification_enabled=not socket_mode, logger=log
+    )
     register(app, workflow)
     return Runtime(settings, store, client, workflow, app)

@@ -199,8 +199,10 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
     app_token = env.slack_app_token.get_secret_value() if env.slack_app_token else ""
     socket_only = mode == "check" and bool(app_token)
     if mode in ("serve", "check") and not env.slack_signing_secret and not socket_only:
-        problems.append("SLACK_SIGNING_SECRET is missing (needed by `expbot serve` to verify requests; "
-                        "for Socket Mode set SLACK_APP_TOKEN instead)")
+        problems.append(
+            "SLACK_SIGNING_SECRET is missing (needed by `expbot serve` to verify requests; "
+            "for Socket Mode set SLACK_APP_TOKEN instead)"
+        )
     if mode == "socket" and not app_token:
         problems.append("SLACK_APP_TOKEN is missing (the app-level token, xapp-…, for Socket Mode)")
     if app_token and not app_token.startswith("xapp-"):

@@ -46,8 +46,10 @@ def explain(error: BaseException) -> str:
     if isinstance(error, NotFound):
         return f":mag: {error.provider} says it does not exist: {error.detail}."
     if isinstance(error, Unauthorized):
-        return (f":lock: {error.provider} refused our credentials ({error.status}): {error.detail}. "
-                "Check the token and its role, then run `expbot check`.")
+        return (
+            f":lock: {error.provider} refused our credentials ({error.status}): {error.detail}. "
+            "Check the token and its role, then run `expbot check`."
+        )
     if isinstance(error, RateLimited):
         wait = f" for {error.retry_after:g}s" if error.retry_after else ""
         return f":hourglass: {error.provider} is rate limiting us{wait}. Try again in a moment."
@@ -60,13 +62,15 @@ def explain(error: BaseException) -> str:
     if isinstance(error, ProviderError):
         status = f" ({error.status} {error.code or ''})".rstrip() if error.status else ""
         return f":x: {error.provider} refused{status}: {error.detail}."
-    return (":boom: Something went wrong on our side and nothing was changed by this step. "
-            "The details are in expbot's log; try again, and tell your admin if it keeps happening.")
+    return (
+        ":boom: Something went wrong on our side and nothing was changed by this step. "
+        "The details are in expbot's log; try again, and tell your admin if it keeps happening."
+    )
 
 
 _SLACK_HINTS = {
     "not_in_channel": "Invite expbot to the channel (`/invite @expbot`) or give it chat:write.public, then "
-                      "run the command again: a missing card is posted with the next change.",
+    "run the command again: a missing card is posted with the next change.",
     "channel_not_found": "expbot cannot see that channel: invite it, or check `[slack] channel` in expbot.toml.",
     "is_archived": "The channel is archived: set another status channel in expbot.toml.",
     "ratelimited": "Slack is rate limiting expbot; wait a minute and try again.",

@@ -71,48 +71,87 @@ def field_block(name: str, field: FieldInfo, default: Any) -> InputBlock:
     choices = _choices(annotation)
     if choices is not None:
         options = [Option(text=clip(c, 75), value=c[:150]) for c in choices[:100]]
-        initial = next((o for o in options if default is not None and o.value == str(
-            default.value if isinstance(default, Enum) else default)), None)
+        initial = next(
+            (
+                o
+                for o in options
+                if default is not None and o.value == str(default.value if isinstance(default, Enum) else default)
+            ),
+            None,
+        )
         element = StaticSelectElement(action_id="value", options=options, initial_option=initial)
     elif annotation in (int, float):
         element = NumberInputElement(
-            action_id="value", is_decimal_allowed=annotation is float,
+            action_id="value",
+            is_decimal_allowed=annotation is float,
             initial_value=None if default is None else str(default),
-            min_value=_limit(field, "ge"), max_value=_limit(field, "le"),
+            min_value=_limit(field, "ge"),
+            max_value=_limit(field, "le"),
         )
     else:
         max_len = _limit(field, "max_length")
         text = ", ".join(default) if isinstance(default, list) else default
         element = PlainTextInputElement(
-            action_id="value", initial_value=None if text in (None, "") else str(text),
+            action_id="value",
+            initial_value=None if text in (None, "") else str(text),
             max_length=min(max_len, 3000) if isinstance(max_len, int) and annotation is str else None,
             multiline=isinstance(max_len, int) and max_len > 150 and annotation is str,
         )
-    return InputBlock(block_id=name, label=label, element=element, optional=nullable or not field.is_required(),
-                      hint=clip(field.description, 2000) if field.description else None)
+    return InputBlock(
+        block_id=name,
+        label=label,
+        element=element,
+        optional=nullable or not field.is_required(),
+        hint=clip(field.description, 2000) if field.description else None,
+    )
 
 
 def create_modal(
-    providers: dict[str, str], chosen: str | None, draft: type[BaseModel] | None, channel: str,
+    providers: dict[str, str],
+    chosen: str | None,
+    draft: type[BaseModel] | None,
+    channel: str,
     defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The create modal: a provider select that swaps in that provider's fields."""
     options = [Option(text=label, value=name) for name, label in providers.items()]
     picked = next((o for o in options if o.value == chosen), None)
-    blocks: list[Block] = [InputBlock(
-        block_id=PROVIDER_BLOCK, label="Provider", dispatch_action=True,
-        element=StaticSelectElement(action_id=PROVIDER_ACTION, options=options, initial_option=picked,
-                                    placeholder="Where the experiment runs"),
-    )]
+    blocks: list[Block] = [
+        InputBlock(
+            block_id=PROVIDER_BLOCK,
+            label="Provider",
+            dispatch_action=True,
+            element=StaticSelectElement(
+                action_id=PROVIDER_ACTION,
+                options=options,
+                initial_option=picked,
+                placeholder="Where the experiment runs",
+            ),
+        )
+    ]
     if draft is None:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Pick a provider to see its fields.")]))
     else:
         blocks += [field_block(n, f, _default(f, defaults or {}, n)) for n, f in draft.model_fields.items()]
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text="The experiment is created as a draft that serves no traffic; starting it needs an approval.")]))
-    return View(type="modal", callback_id=CREATE_CALLBACK, title="New experiment", submit="Create",
-                close="Cancel", blocks=blocks[:100],
-                private_metadata=json.dumps({"provider": chosen, "channel": channel})).to_dict()
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text="The experiment is created as a draft that serves no traffic; "
+                        "starting it needs an approval."
+                    )
+                ]
+            )
+        )
+    return View(
+        type="modal",
+        callback_id=CREATE_CALLBACK,
+        title="New experiment",
+        submit="Create",
+        close="Cancel",
+        blocks=blocks[:100],
+        private_metadata=json.dumps({"provider": chosen, "channel": channel}),
+    ).to_dict()
 
 
 def state_value(entry: dict[str, Any]) -> Any:
@@ -152,24 +191,64 @@ def parse_draft(draft: type[BaseModel], values: dict[str, Any]) -> BaseModel:
 
 def change_modal(exp_id: int, ref: str, kind: ChangeKind, snap: Snapshot) -> dict[str, Any]:
     """Asks the value a card button needs (ramp percent, weights, winner) before posting a request."""
-    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(
-        text=clip(f"`{ref}` {snap.name}: {snap.status.value}, exposure {exposure_text(snap)}\n"
-                  + variant_lines(snap), 3000))])]
+    blocks: list[Block] = [
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=clip(
+                        f"`{ref}` {snap.name}: {snap.status.value}, exposure {exposure_text(snap)}\n"
+                        + variant_lines(snap),
+                        3000,
+                    )
+                )
+            ]
+        )
+    ]
     if kind is ChangeKind.EXPOSURE:
-        blocks.append(InputBlock(block_id="exposure", label="New exposure (%)", element=NumberInputElement(
-            action_id="value", is_decimal_allowed=False, min_value=0, max_value=100,
-            initial_value=None if snap.exposure is None else str(snap.exposure))))
+        blocks.append(
+            InputBlock(
+                block_id="exposure",
+                label="New exposure (%)",
+                element=NumberInputElement(
+                    action_id="value",
+                    is_decimal_allowed=False,
+                    min_value=0,
+                    max_value=100,
+                    initial_value=None if snap.exposure is None else str(snap.exposure),
+                ),
+            )
+        )
     elif kind is ChangeKind.WEIGHTS:
-        blocks += [InputBlock(block_id=f"weight_{v.key}", label=clip(f"Weight of {v.key} (%)", 2000),
-                              element=NumberInputElement(action_id="value", is_decimal_allowed=False,
-                                                         min_value=0, max_value=100, initial_value=str(v.weight)))
-                   for v in snap.variants]
+        blocks += [
+            InputBlock(
+                block_id=f"weight_{v.key}",
+                label=clip(f"Weight of {v.key} (%)", 2000),
+                element=NumberInputElement(
+                    action_id="value", is_decimal_allowed=False, min_value=0, max_value=100, initial_value=str(v.weight)
+                ),
+            )
+            for v in snap.variants
+        ]
     else:
-        blocks.append(InputBlock(block_id="variant", label="Winning variant", element=StaticSelectElement(
-            action_id="value", options=[Option(text=clip(v.key, 75), value=v.key) for v in snap.variants])))
+        blocks.append(
+            InputBlock(
+                block_id="variant",
+                label="Winning variant",
+                element=StaticSelectElement(
+                    action_id="value", options=[Option(text=clip(v.key, 75), value=v.key) for v in snap.variants]
+                ),
+            )
+        )
     title = {ChangeKind.EXPOSURE: "Ramp", ChangeKind.WEIGHTS: "Re-split", ChangeKind.SHIP: "Ship a winner"}[kind]
-    return View(type="modal", callback_id=CHANGE_CALLBACK, title=title, submit="Request", close="Cancel",
-                blocks=blocks, private_metadata=json.dumps({"experiment": exp_id, "kind": kind.value})).to_dict()
+    return View(
+        type="modal",
+        callback_id=CHANGE_CALLBACK,
+        title=title,
+        submit="Request",
+        close="Cancel",
+        blocks=blocks,
+        private_metadata=json.dumps({"experiment": exp_id, "kind": kind.value}),
+    ).to_dict()
 
 
 def parse_change(kind: ChangeKind, values: dict[str, Any]) -> Change:

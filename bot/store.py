@@ -72,11 +72,20 @@ class Store:
         cur = self.db.execute(
             "INSERT OR IGNORE INTO experiments (provider, remote_id, name, channel, created_by, snapshot,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [provider, snapshot.remote_id, snapshot.name, channel, created_by,
-             snapshot.model_dump_json(), stamp, stamp],
+            [
+                provider,
+                snapshot.remote_id,
+                snapshot.name,
+                channel,
+                created_by,
+                snapshot.model_dump_json(),
+                stamp,
+                stamp,
+            ],
         )
-        row = self._one("SELECT * FROM experiments WHERE provider = ? AND remote_id = ?",
-                        [provider, snapshot.remote_id])
+        row = self._one(
+            "SELECT * FROM experiments WHERE provider = ? AND remote_id = ?", [provider, snapshot.remote_id]
+        )
         assert row is not None
         return _experiment(row), cur.rowcount == 1
 
@@ -108,21 +117,43 @@ class Store:
 
     # -- change requests ---------------------------------------------------------------------
     def add_request(
-        self, experiment: Experiment, change: Change, before: Snapshot, plan: list[Call],
-        requested_by: str, required: int, expires_at: datetime,
+        self,
+        experiment: Experiment,
+        change: Change,
+        before: Snapshot,
+        plan: list[Call],
+        requested_by: str,
+        required: int,
+        expires_at: datetime,
     ) -> ChangeRequest:
         with self.db.atomic():
             cur = self.db.execute(
                 "INSERT INTO requests (experiment_id, change, before, plan, requested_by, required, status,"
                 " channel, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                [experiment.id, change.model_dump_json(), before.model_dump_json(),
-                 json.dumps([c.model_dump() for c in plan]), requested_by, required,
-                 experiment.channel, now().isoformat(), expires_at.isoformat()],
+                [
+                    experiment.id,
+                    change.model_dump_json(),
+                    before.model_dump_json(),
+                    json.dumps([c.model_dump() for c in plan]),
+                    requested_by,
+                    required,
+                    experiment.channel,
+                    now().isoformat(),
+                    expires_at.isoformat(),
+                ],
             )
             request_id = int(cur.lastrowid or 0)
-            self._audit(requested_by, "request.created", experiment.id, request_id,
-                        {"change": change.model_dump(mode="json"), "plan": [c.render() for c in plan],
-                         "fingerprint": before.fingerprint})
+            self._audit(
+                requested_by,
+                "request.created",
+                experiment.id,
+                request_id,
+                {
+                    "change": change.model_dump(mode="json"),
+                    "plan": [c.render() for c in plan],
+                    "fingerprint": before.fingerprint,
+                },
+            )
         found = self.request(request_id)
         assert found is not None
         return found
@@ -153,8 +184,13 @@ class Store:
         self.db.execute("UPDATE requests SET channel = ?, message_ts = ? WHERE id = ?", [channel, ts, request_id])
 
     def transition(
-        self, request_id: int, from_: Iterable[RequestStatus], to: RequestStatus, actor: str,
-        detail: dict[str, Any] | None = None, outcome: str | None = None,
+        self,
+        request_id: int,
+        from_: Iterable[RequestStatus],
+        to: RequestStatus,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+        outcome: str | None = None,
     ) -> bool:
         """Move a request from one of `from_` to `to` with its audit row; False if someone else moved it first."""
         sources = [s.value for s in from_]
@@ -168,8 +204,13 @@ class Store:
                 return False
             row = self._one("SELECT experiment_id FROM requests WHERE id = ?", [request_id])
             assert row is not None
-            self._audit(actor, f"request.{to.value}", int(row["experiment_id"]), request_id,
-                        {"from": sources, **(detail or {}), **({"outcome": outcome} if outcome else {})})
+            self._audit(
+                actor,
+                f"request.{to.value}",
+                int(row["experiment_id"]),
+                request_id,
+                {"from": sources, **(detail or {}), **({"outcome": outcome} if outcome else {})},
+            )
         return True
 
     def add_approval(self, request_id: int, user: str) -> bool:
@@ -188,8 +229,14 @@ class Store:
         return True
 
     # -- audit ---------------------------------------------------------------------------------
-    def audit(self, actor: str, action: str, experiment_id: int | None = None,
-              request_id: int | None = None, detail: dict[str, Any] | None = None) -> None:
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        experiment_id: int | None = None,
+        request_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         self._audit(actor, action, experiment_id, request_id, detail or {})
 
     def audit_events(self, experiment_id: int, limit: int = 30) -> list[AuditEvent]:
@@ -197,14 +244,21 @@ class Store:
             "SELECT * FROM audit WHERE experiment_id = ? ORDER BY id DESC LIMIT ?", [experiment_id, limit]
         )
         return [
-            AuditEvent(id=r["id"], ts=datetime.fromisoformat(r["ts"]), actor=r["actor"],
-                       experiment_id=r["experiment_id"], request_id=r["request_id"], action=r["action"],
-                       detail=json.loads(r["detail"]))
+            AuditEvent(
+                id=r["id"],
+                ts=datetime.fromisoformat(r["ts"]),
+                actor=r["actor"],
+                experiment_id=r["experiment_id"],
+                request_id=r["request_id"],
+                action=r["action"],
+                detail=json.loads(r["detail"]),
+            )
             for r in rows
         ][::-1]
 
-    def _audit(self, actor: str, action: str, experiment_id: int | None, request_id: int | None,
-               detail: dict[str, Any]) -> None:
+    def _audit(
+        self, actor: str, action: str, experiment_id: int | None, request_id: int | None, detail: dict[str, Any]
+    ) -> None:
         self.db.execute(
             "INSERT INTO audit (ts, actor, experiment_id, request_id, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
             [now().isoformat(), actor, experiment_id, request_id, action, json.dumps(detail, default=str)],
@@ -222,8 +276,9 @@ class Store:
         return json.loads(row["record"]) if row else None
 
     def sandbox_put(self, remote_id: str, record: dict[str, Any]) -> None:
-        self.db.execute("UPDATE sandbox_experiments SET record = ? WHERE id = ?",
-                        [json.dumps(record), int(remote_id[4:])])
+        self.db.execute(
+            "UPDATE sandbox_experiments SET record = ? WHERE id = ?", [json.dumps(record), int(remote_id[4:])]
+        )
 
     def sandbox_all(self) -> list[dict[str, Any]]:
         rows = self.db.query("SELECT id, record FROM sandbox_experiments ORDER BY id")
@@ -234,20 +289,9 @@ class Store:
 
 
 def _experiment(row: dict[str, Any]) -> Experiment:
-    return Experiment(
-        id=row["id"], provider=row["provider"], remote_id=row["remote_id"], name=row["name"],
-        channel=row["channel"], card_ts=row["card_ts"], created_by=row["created_by"],
-        snapshot=Snapshot.model_validate_json(row["snapshot"]),
-    )
+    return Experiment.model_validate({**row, "snapshot": json.loads(row["snapshot"])})
 
 
 def _request(row: dict[str, Any], approvals: tuple[Approval, ...]) -> ChangeRequest:
-    return ChangeRequest(
-        id=row["id"], experiment_id=row["experiment_id"], change=Change.model_validate_json(row["change"]),
-        before=Snapshot.model_validate_json(row["before"]),
-        plan=[Call.model_validate(c) for c in json.loads(row["plan"])], requested_by=row["requested_by"],
-        required=row["required"], status=RequestStatus(row["status"]), channel=row["channel"],
-        message_ts=row["message_ts"], created_at=datetime.fromisoformat(row["created_at"]),
-        expires_at=datetime.fromisoformat(row["expires_at"]), decided_by=row["decided_by"],
-        outcome=row["outcome"], approvals=approvals,
-    )
+    decoded = {key: json.loads(row[key]) for key in ("change", "before", "plan")}
+    return ChangeRequest.model_validate({**row, **decoded, "approvals": approvals})

@@ -22,8 +22,9 @@ PENDING = (RequestStatus.PENDING,)
 class Workflow:
     """Everything a user can do, independent of how Slack delivered the request."""
 
-    def __init__(self, settings: Settings, store: Store, providers: dict[str, Provider],
-                 threads: Threads, approvers: Approvers) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, providers: dict[str, Provider], threads: Threads, approvers: Approvers
+    ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
@@ -60,8 +61,11 @@ class Workflow:
         try:
             snap = await provider.create(draft)
         except ProviderError as err:
-            self.store.audit(user, "provider.call", detail={"call": f"create on {provider.name}",
-                                                            "status": err.status or "error", "error": err.detail})
+            self.store.audit(
+                user,
+                "provider.call",
+                detail={"call": f"create on {provider.name}", "status": err.status or "error", "error": err.detail},
+            )
             raise
         created = {"call": f"create {snap.remote_id}", "status": "ok", "draft": draft.model_dump(mode="json")}
         return await self._track(provider, snap, channel, user, "experiment.created", created)
@@ -78,13 +82,24 @@ class Workflow:
         snap = await provider.get(remote_id)
         return await self._track(provider, snap, channel, user, "experiment.tracked")
 
-    async def _track(self, provider: Provider, snap: Snapshot, channel: str, user: str, action: str,
-                     call: dict[str, Any] | None = None) -> Experiment:
+    async def _track(
+        self,
+        provider: Provider,
+        snap: Snapshot,
+        channel: str,
+        user: str,
+        action: str,
+        call: dict[str, Any] | None = None,
+    ) -> Experiment:
         exp, _ = self.store.add_experiment(provider.name, snap, self.channel_for(channel), user)
         if call is not None:
             self.store.audit(user, "provider.call", exp.id, detail=call)
-        self.store.audit(user, action, exp.id, detail={"provider": provider.name, "remote_id": snap.remote_id,
-                                                        "fingerprint": snap.fingerprint})
+        self.store.audit(
+            user,
+            action,
+            exp.id,
+            detail={"provider": provider.name, "remote_id": snap.remote_id, "fingerprint": snap.fingerprint},
+        )
         return await self._post_card(exp)
 
     async def refresh_card(self, exp: Experiment, snap: Snapshot | None = None) -> Experiment:
@@ -119,7 +134,13 @@ class Workflow:
         plan = provider.plan(snap, change)
         created = now()
         req = self.store.add_request(exp, change, snap, plan, user, policy.required, expires_at(policy, created))
-        ts = await self.threads.post_request(exp, req)
+        try:
+            ts = await self.threads.post_request(exp, req)
+        except Exception:  # an approver could never see it: withdraw it, then let the user know why
+            self.store.transition(
+                req.id, PENDING, RequestStatus.CANCELLED, "expbot", outcome="the request could not be posted in Slack"
+            )
+            raise
         self.store.set_request_message(req.id, exp.channel, ts)
         return self._request(req.id)
 
@@ -144,14 +165,16 @@ class Workflow:
             raise PermissionDenied(f"Request #{req.id} expired before your approval; ask for the change again.")
         await self.approvers.check_approve(user, req, self.settings.policy_for(exp.provider))
         if not self.store.add_approval(req.id, user):
-            raise PermissionDenied(f"Your approval of request #{req.id} was already counted, or it is "
-                                   "no longer pending.")
+            raise PermissionDenied(
+                f"Your approval of request #{req.id} was already counted, or it is no longer pending."
+            )
         req = self._request(req.id)
         if len(req.approvals) < req.required:
             await self.threads.update_request(exp, req)
             return
-        if self.store.transition(req.id, PENDING, RequestStatus.APPROVED, user,
-                                 {"approvals": [a.user for a in req.approvals]}):
+        if self.store.transition(
+            req.id, PENDING, RequestStatus.APPROVED, user, {"approvals": [a.user for a in req.approvals]}
+        ):
             await self.applier.apply(req.id, user)
 
     async def reject(self, request_id: int, user: str) -> None:
@@ -170,8 +193,9 @@ class Workflow:
             raise PermissionDenied(f"Request #{req.id} was decided a moment ago; nothing was changed.")
         await self.threads.update_request(exp, self._request(req.id))
         if to is RequestStatus.REJECTED:
-            await self.threads.dm(req.requested_by, f"<@{user}> rejected your request #{req.id} "
-                                                    f"({req.change.describe()} on {exp.ref}).")
+            await self.threads.dm(
+                req.requested_by, f"<@{user}> rejected your request #{req.id} ({req.change.describe()} on {exp.ref})."
+            )
 
     async def expire_due(self) -> int:
         """Edit every pending request past its expiry to say so. Returns how many expired."""
@@ -183,10 +207,20 @@ class Workflow:
         return count
 
     async def _expire(self, req: ChangeRequest, exp: Experiment) -> bool:
-        if not self.store.transition(req.id, PENDING, RequestStatus.EXPIRED, "expbot",
-                                     outcome="no decision in time; ask again if it is still wanted"):
+        if not self.store.transition(
+            req.id,
+            PENDING,
+            RequestStatus.EXPIRED,
+            "expbot",
+            outcome="no decision in time; ask again if it is still wanted",
+        ):
             return False
         await self.threads.update_request(exp, self._request(req.id))
+        await self.threads.dm(
+            req.requested_by,
+            f"Your request #{req.id} ({req.change.describe()} on {exp.ref}) "
+            "expired without a decision; ask again if it is still wanted.",
+        )
         return True
 
     async def recover(self) -> None:

@@ -24,8 +24,11 @@ def _action(body: dict[str, Any]) -> dict[str, Any]:
 def register(app: AsyncApp, workflow: Workflow) -> None:
     guard = guarded(workflow)
 
-    decisions = {"request_approve": workflow.approve, "request_reject": workflow.reject,
-                 "request_cancel": workflow.cancel}
+    decisions = {
+        "request_approve": workflow.approve,
+        "request_reject": workflow.reject,
+        "request_cancel": workflow.cancel,
+    }
 
     @app.action(re.compile(r"^request_(approve|reject|cancel)$"))
     @guard

@@ -46,8 +46,7 @@ class RequestChange(Command):
     change: Change
 
 
-_SIMPLE = {"start": ChangeKind.START, "pause": ChangeKind.PAUSE, "resume": ChangeKind.RESUME,
-           "stop": ChangeKind.STOP}
+_SIMPLE = {"start": ChangeKind.START, "pause": ChangeKind.PAUSE, "resume": ChangeKind.RESUME, "stop": ChangeKind.STOP}
 _PERCENT = re.compile(r"^(\d{1,3})%?$")
 _PAIR = re.compile(r"^([A-Za-z0-9_.-]+)=(\d{1,3})%?$")
 

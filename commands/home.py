@@ -22,9 +22,12 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         if event.get("tab") != "home":
             return
         listing = experiment_list(workflow.list(None, None), workflow.labels)
-        view = View(type="home", blocks=[
-            HeaderBlock(text="expbot"),
-            SectionBlock(text=MarkdownTextObject(text=clip(help_text(), 3000))),
-            SectionBlock(text=MarkdownTextObject(text=clip("*Experiments*\n" + listing, 3000))),
-        ])
+        view = View(
+            type="home",
+            blocks=[
+                HeaderBlock(text="expbot"),
+                SectionBlock(text=MarkdownTextObject(text=clip(help_text(), 3000))),
+                SectionBlock(text=MarkdownTextObject(text=clip("*Experiments*\n" + listing, 3000))),
+            ],
+        )
         await client.views_publish(user_id=event["user"], view=view.to_dict())

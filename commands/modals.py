@@ -37,8 +37,11 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         chosen = body["actions"][0]["selected_option"]["value"]
         meta = json.loads(view.get("private_metadata") or "{}")
         draft = workflow.provider(chosen).draft_model
-        await client.views_update(view_id=view["id"], hash=view.get("hash"),
-                                  view=create_modal(workflow.labels, chosen, draft, meta.get("channel", "")))
+        await client.views_update(
+            view_id=view["id"],
+            hash=view.get("hash"),
+            view=create_modal(workflow.labels, chosen, draft, meta.get("channel", "")),
+        )
 
     @app.view(CREATE_CALLBACK)
     @guard
@@ -51,8 +54,10 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
             raise FieldErrors({PROVIDER_BLOCK: "Pick a provider."})
         draft_model = workflow.provider(chosen).draft_model
         if chosen != meta.get("provider"):
-            await ack(response_action="update",
-                      view=create_modal(workflow.labels, chosen, draft_model, meta.get("channel", "")))
+            await ack(
+                response_action="update",
+                view=create_modal(workflow.labels, chosen, draft_model, meta.get("channel", "")),
+            )
             return
         draft = parse_draft(draft_model, values)
         await ack()

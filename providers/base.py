@@ -251,12 +251,11 @@ def check_change(provider: str, caps: Capabilities, snap: Snapshot, change: Chan
         weights = change.weights or {}
         names = [v.key for v in snap.variants]
         if sorted(weights) != sorted(names):
-            raise InvalidChange(
-                provider, f"give a weight for every variant: {', '.join(names)}", code="invalid_change"
-            )
+            raise InvalidChange(provider, f"give a weight for every variant: {', '.join(names)}", code="invalid_change")
         if sum(weights.values()) != 100:
             raise InvalidChange(
-                provider, f"weights must add up to 100 (they add up to {sum(weights.values())})",
+                provider,
+                f"weights must add up to 100 (they add up to {sum(weights.values())})",
                 code="invalid_change",
             )
         if weights == snap.weights():

@@ -51,7 +51,10 @@ class SandboxDraft(BaseModel):
         description="2 to 5 comma-separated keys (lower case, digits, - or _); the first is the control",
     )
     exposure: int = Field(
-        default=10, title="Exposure (%)", ge=0, le=100,
+        default=10,
+        title="Exposure (%)",
+        ge=0,
+        le=100,
         description="Share of eligible traffic in the experiment once it starts",
     )
 
@@ -152,9 +155,7 @@ class SandboxProvider:
         elif call.method == "PATCH" and "status" in body:
             target = Status(body["status"])
             if target not in _FROM or status not in _FROM[target]:
-                raise Conflict(
-                    self.name, f"cannot go from {status.value} to {target.value}", status=409, code="state"
-                )
+                raise Conflict(self.name, f"cannot go from {status.value} to {target.value}", status=409, code="state")
             record["status"] = target.value
         elif call.method == "PATCH" and "exposure" in body:
             record["exposure"] = int(body["exposure"])

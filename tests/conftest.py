@@ -36,8 +36,14 @@ def slack() -> Iterator[FakeSlack]:
 def env_for(slack: FakeSlack, tmp_path: Path, config: str = "", db: str = "expbot.db") -> Env:
     cfg = tmp_path / "expbot.toml"
     cfg.write_text(config)
-    return Env(_env_file=None, slack_bot_token=TOKEN, slack_signing_secret=SECRET,  # type: ignore[call-arg]
-               slack_api_url=slack.api_url, expbot_config=str(cfg), expbot_db=str(tmp_path / db))
+    return Env(
+        _env_file=None,
+        slack_bot_token=TOKEN,
+        slack_signing_secret=SECRET,  # type: ignore[call-arg]
+        slack_api_url=slack.api_url,
+        expbot_config=str(cfg),
+        expbot_db=str(tmp_path / db),
+    )
 
 
 @dataclass
@@ -60,8 +66,9 @@ class Bot:
         await self.player.aclose()
         self.runtime.store.close()
 
-    async def new_sandbox(self, name: str = "Checkout", user: str = "U1", channel: str = "C1",
-                          **fields: str) -> Experiment:
+    async def new_sandbox(
+        self, name: str = "Checkout", user: str = "U1", channel: str = "C1", **fields: str
+    ) -> Experiment:
         """Walk `/experiment new sandbox` -> modal -> submit, and return the tracked experiment."""
         opened = len(self.slack.calls("views.open"))
         resp = await self.player.command("new sandbox", user=user, channel=channel)
@@ -117,8 +124,9 @@ async def start_bot(slack: FakeSlack, tmp_path: Path) -> AsyncIterator[StartBot]
     async def start(config: str = "") -> Bot:
         settings = load_settings("serve", env_for(slack, tmp_path, config))
         runtime = build(settings, register)
-        server = uvicorn.Server(uvicorn.Config(runtime.asgi(), host="127.0.0.1", port=0, log_level="warning",
-                                               lifespan="on"))
+        server = uvicorn.Server(
+            uvicorn.Config(runtime.asgi(), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        )
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():

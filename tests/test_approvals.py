@@ -77,9 +77,26 @@ async def test_expired_request_is_edited_and_refused(start_bot: StartBot) -> Non
     assert await bot.runtime.workflow.expire_due() == 1
     for req in (clicked, swept):
         msg = bot.slack.message("C1", req.message_ts)
-        assert "Expired" in json.dumps(msg["blocks"]) and not bot.player.has_button("C1", req.message_ts,
-                                                                                     "request_reject")
+        assert "Expired" in json.dumps(msg["blocks"]) and not bot.player.has_button(
+            "C1", req.message_ts, "request_reject"
+        )
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "draft"
+    dms = await bot.slack.wait_for_async(
+        "chat.postMessage", lambda a: a["channel"] == "U1" and "expired" in a["text"], count=2
+    )
+    assert len(dms) == 2
+
+
+async def test_request_that_cannot_be_posted_is_withdrawn(bot: Bot) -> None:
+    await bot.new_sandbox()
+    bot.slack.fail_next("chat.postMessage", error="restricted_action_thread_locked")
+    await bot.player.command("start exp-1")
+    told = await bot.slack.wait_for_async(
+        "chat.postEphemeral", lambda a: "restricted_action_thread_locked" in a["text"]
+    )
+    assert told[-1].args["user"] == "U1"
+    [req] = bot.open_requests()
+    assert req.status is RequestStatus.CANCELLED and req.outcome == "the request could not be posted in Slack"
 
 
 async def test_reject_and_cancel(bot: Bot) -> None:
@@ -145,14 +162,23 @@ async def test_provider_failure_is_reported(bot: Bot) -> None:
     exp = await bot.new_sandbox()
     store = bot.store
     ghost = Call(method="POST", path="/sandbox/experiments/sbx-1/ship", body={"variant": "ghost"})
-    started = await bot.runtime.workflow.providers["sandbox"].apply("sbx-1", [
-        Call(method="PATCH", path="/x", body={"status": "running"})])
+    started = await bot.runtime.workflow.providers["sandbox"].apply(
+        "sbx-1", [Call(method="PATCH", path="/x", body={"status": "running"})]
+    )
     store.save_snapshot(exp.id, started)
     from datetime import timedelta
 
     from bot.store import now
-    req = store.add_request(store.experiment(exp.id), Change(kind=ChangeKind.SHIP, variant="ghost"), started,
-                            [ghost], "U1", 1, now() + timedelta(hours=1))
+
+    req = store.add_request(
+        store.experiment(exp.id),
+        Change(kind=ChangeKind.SHIP, variant="ghost"),
+        started,
+        [ghost],
+        "U1",
+        1,
+        now() + timedelta(hours=1),
+    )
     ts = await bot.runtime.workflow.threads.post_request(store.experiment(exp.id), req)
     store.set_request_message(req.id, "C1", ts)
     await bot.player.click("C1", ts, "request_approve", user="U2")

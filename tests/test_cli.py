@@ -9,24 +9,33 @@ import sys
 from pathlib import Path
 
 EXPBOT = shutil.which("expbot", path=str(Path(sys.executable).parent)) or "expbot"
-CLEAN = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "EXPBOT_", "APPSTORE_", "AMPLITUDE_",
-                                                                    "AUTH0_", "LAUNCHDARKLY_"))}
+CLEAN = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("SLACK_", "EXPBOT_", "APPSTORE_", "AMPLITUDE_", "AUTH0_", "LAUNCHDARKLY_"))
+}
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXPBOT, *args], cwd=cwd, env={**CLEAN, **env}, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([EXPBOT, *args], cwd=cwd, env={**CLEAN, **env}, capture_output=True, text=True, timeout=60)
 
 
 def test_check_lists_every_problem(tmp_path: Path) -> None:
-    (tmp_path / "expbot.toml").write_text('[approvals]\nrequired = 0\napprovers = ["bob"]\nexpires_after = "soon"\n'
-                                          "[approvals.nosuch]\nrequired = 2\n")
+    (tmp_path / "expbot.toml").write_text(
+        '[approvals]\nrequired = 0\napprovers = ["bob"]\nexpires_after = "soon"\n[approvals.nosuch]\nrequired = 2\n'
+    )
     result = run(["check"], tmp_path, SLACK_BOT_TOKEN="xoxp-user", AUTH0_DOMAIN="x.eu.auth0.com")
     assert result.returncode == 2
     err = result.stderr
-    for needle in ("SLACK_BOT_TOKEN must be a bot token", "SLACK_SIGNING_SECRET is missing", "required",
-                   "not Slack user", "'soon' is not a duration", "[approvals.nosuch]: unknown provider",
-                   "auth0: AUTH0_CLIENT_ID, AUTH0_CLIENT_SECRET missing"):
+    for needle in (
+        "SLACK_BOT_TOKEN must be a bot token",
+        "SLACK_SIGNING_SECRET is missing",
+        "required",
+        "not Slack user",
+        "'soon' is not a duration",
+        "[approvals.nosuch]: unknown provider",
+        "auth0: AUTH0_CLIENT_ID, AUTH0_CLIENT_SECRET missing",
+    ):
         assert needle in err, needle
     assert "Traceback" not in err and "xoxp-user" not in err + result.stdout
 
@@ -49,7 +58,13 @@ def test_serve_and_socket_refuse_to_start_without_settings(tmp_path: Path) -> No
     assert "SLACK_SIGNING_SECRET" not in socket.stderr  # not needed in Socket Mode
     socket_check = run(["check"], tmp_path, SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1")
     assert socket_check.returncode == 0, socket_check.stderr
-    missing = run(["check"], tmp_path, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s",
-                  EXPBOT_CONFIG="nope.toml", EXPBOT_DB="/no/such/dir/x.db")
+    missing = run(
+        ["check"],
+        tmp_path,
+        SLACK_BOT_TOKEN="xoxb-1",
+        SLACK_SIGNING_SECRET="s",
+        EXPBOT_CONFIG="nope.toml",
+        EXPBOT_DB="/no/such/dir/x.db",
+    )
     assert missing.returncode == 2
     assert "nope.toml does not exist" in missing.stderr and "/no/such/dir does not exist" in missing.stderr

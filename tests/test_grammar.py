@@ -9,18 +9,21 @@ from commands.grammar import Audit, Help, ListExperiments, New, RequestChange, S
 from providers.base import ChangeKind, Status
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", Help()),
-    ("help", Help()),
-    ("new", New()),
-    ("new Sandbox", New(provider="sandbox")),
-    ("track sandbox sbx-4", Track(provider="sandbox", remote_id="sbx-4")),
-    ("list", ListExperiments()),
-    ("list sandbox running", ListExperiments(provider="sandbox", status=Status.RUNNING)),
-    ("list paused", ListExperiments(status=Status.PAUSED)),
-    ("show exp-1", Show(ref="exp-1")),
-    ("audit exp-1", Audit(ref="exp-1")),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", Help()),
+        ("help", Help()),
+        ("new", New()),
+        ("new Sandbox", New(provider="sandbox")),
+        ("track sandbox sbx-4", Track(provider="sandbox", remote_id="sbx-4")),
+        ("list", ListExperiments()),
+        ("list sandbox running", ListExperiments(provider="sandbox", status=Status.RUNNING)),
+        ("list paused", ListExperiments(status=Status.PAUSED)),
+        ("show exp-1", Show(ref="exp-1")),
+        ("audit exp-1", Audit(ref="exp-1")),
+    ],
+)
 def test_parses_commands(text: str, expected: object) -> None:
     assert parse(text) == expected
 
@@ -37,20 +40,23 @@ def test_parses_changes() -> None:
         assert isinstance(cmd, RequestChange) and cmd.change.kind.value == verb
 
 
-@pytest.mark.parametrize(("text", "message", "usage"), [
-    ("frobnicate", "don't know `frobnicate`", "/experiment <subcommand>"),
-    ("ramp exp-1", "needs more arguments", "/experiment ramp <ref> <percent>"),
-    ("ramp exp-1 150", "`150` is not a percentage", "/experiment ramp <ref> <percent>"),
-    ("ramp exp-1 lots", "`lots` is not a percentage", "/experiment ramp <ref> <percent>"),
-    ("ramp exp-1 20 30", "more arguments than it takes: `30`", "/experiment ramp"),
-    ("split exp-1 a=50 b=40", "add up to 90", "/experiment split"),
-    ("split exp-1 a=50 a=50", "`a` is given twice", "/experiment split"),
-    ("split exp-1 a:50", "`a:50` is not", "/experiment split"),
-    ("ship exp-1", "needs more arguments", "/experiment ship <ref> <variant>"),
-    ("track sandbox", "needs more arguments", "/experiment track"),
-    ("list sandbox running extra", "more arguments", "/experiment list"),
-    ("start", "needs more arguments", "/experiment start <ref>"),
-])
+@pytest.mark.parametrize(
+    ("text", "message", "usage"),
+    [
+        ("frobnicate", "don't know `frobnicate`", "/experiment <subcommand>"),
+        ("ramp exp-1", "needs more arguments", "/experiment ramp <ref> <percent>"),
+        ("ramp exp-1 150", "`150` is not a percentage", "/experiment ramp <ref> <percent>"),
+        ("ramp exp-1 lots", "`lots` is not a percentage", "/experiment ramp <ref> <percent>"),
+        ("ramp exp-1 20 30", "more arguments than it takes: `30`", "/experiment ramp"),
+        ("split exp-1 a=50 b=40", "add up to 90", "/experiment split"),
+        ("split exp-1 a=50 a=50", "`a` is given twice", "/experiment split"),
+        ("split exp-1 a:50", "`a:50` is not", "/experiment split"),
+        ("ship exp-1", "needs more arguments", "/experiment ship <ref> <variant>"),
+        ("track sandbox", "needs more arguments", "/experiment track"),
+        ("list sandbox running extra", "more arguments", "/experiment list"),
+        ("start", "needs more arguments", "/experiment start <ref>"),
+    ],
+)
 def test_bad_input_names_the_problem_and_the_usage(text: str, message: str, usage: str) -> None:
     with pytest.raises(UsageError) as err:
         parse(text)

@@ -18,8 +18,10 @@ REMOTE = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/sche
 
 def _validator() -> Draft7Validator:
     top = json.loads((SCHEMAS / "manifest.schema.json").read_text())
-    resources = [(REMOTE + name, Resource.from_contents(json.loads((SCHEMAS / name).read_text())))
-                 for name in ("manifest.schema.1.0.0.json", "manifest.schema.2.0.0.json")]
+    resources = [
+        (REMOTE + name, Resource.from_contents(json.loads((SCHEMAS / name).read_text())))
+        for name in ("manifest.schema.1.0.0.json", "manifest.schema.2.0.0.json")
+    ]
     return Draft7Validator(top, registry=Registry().with_resources(resources))
 
 
@@ -45,6 +47,9 @@ def test_command_and_events_match_the_app() -> None:
     assert commands == [COMMAND]
     assert data["settings"]["interactivity"]["is_enabled"] is True
     assert "app_home_opened" in data["settings"]["event_subscriptions"]["bot_events"]
-    urls = [data["features"]["slash_commands"][0]["url"], data["settings"]["interactivity"]["request_url"],
-            data["settings"]["event_subscriptions"]["request_url"]]
+    urls = [
+        data["features"]["slash_commands"][0]["url"],
+        data["settings"]["interactivity"]["request_url"],
+        data["settings"]["event_subscriptions"]["request_url"],
+    ]
     assert all(u.endswith("/slack/events") for u in urls)

@@ -67,8 +67,9 @@ async def test_card_buttons_make_requests(start_bot: StartBot) -> None:
     assert "at most 30 points" in too_big.json()["errors"]["exposure"]
     ok = await bot.player.submit(view_id, {"exposure": "35"}, user="U3")
     assert ok.text == ""
-    ramp = await bot.until(lambda: next((r for r in bot.open_requests() if r.change.exposure == 35
-                                         and r.message_ts), None))
+    ramp = await bot.until(
+        lambda: next((r for r in bot.open_requests() if r.change.exposure == 35 and r.message_ts), None)
+    )
     assert ramp.status is RequestStatus.PENDING
 
     await bot.player.click("C1", exp.card_ts, "card_weights", user="U3")
@@ -95,8 +96,9 @@ async def test_track_posts_a_card(bot: Bot) -> None:
 
 async def test_home_tab_lists_experiments(bot: Bot) -> None:
     await bot.new_sandbox("Search ranking")
-    resp = await bot.player.event({"type": "app_home_opened", "user": "U2", "channel": "D2", "tab": "home",
-                                   "event_ts": "1700000000.1"})
+    resp = await bot.player.event(
+        {"type": "app_home_opened", "user": "U2", "channel": "D2", "tab": "home", "event_ts": "1700000000.1"}
+    )
     assert resp.status_code == 200
     published = (await bot.slack.wait_for_async("views.publish"))[-1]
     assert published.args["user_id"] == "U2" and "Search ranking" in json.dumps(published.args["view"])

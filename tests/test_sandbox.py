@@ -20,8 +20,14 @@ def sandbox(tmp_path: Path) -> SandboxProvider:
 def test_draft_rules() -> None:
     draft = SandboxDraft.model_validate({"name": " Checkout ", "variants": "control, a, b"})
     assert draft.name == "Checkout" and draft.variants == ["control", "a", "b"] and draft.exposure == 10
-    for bad in ({"name": ""}, {"name": "x", "variants": "only"}, {"name": "x", "variants": "A, b"},
-                {"name": "x", "variants": "a, a"}, {"name": "x", "exposure": 101}, {"name": "x" * 81}):
+    for bad in (
+        {"name": ""},
+        {"name": "x", "variants": "only"},
+        {"name": "x", "variants": "A, b"},
+        {"name": "x", "variants": "a, a"},
+        {"name": "x", "exposure": 101},
+        {"name": "x" * 81},
+    ):
         with pytest.raises(ValidationError):
             SandboxDraft.model_validate(bad)
 

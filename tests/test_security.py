@@ -12,15 +12,25 @@ from tests.conftest import SECRET, TOKEN, Bot
 
 
 def _form(text: str) -> bytes:
-    return urlencode({"command": "/experiment", "text": text, "user_id": "U1", "channel_id": "C1",
-                      "team_id": "T0TEST", "trigger_id": "1.2.abc", "response_url": "http://127.0.0.1:9/x"}).encode()
+    return urlencode(
+        {
+            "command": "/experiment",
+            "text": text,
+            "user_id": "U1",
+            "channel_id": "C1",
+            "team_id": "T0TEST",
+            "trigger_id": "1.2.abc",
+            "response_url": "http://127.0.0.1:9/x",
+        }
+    ).encode()
 
 
 async def test_bad_signature_is_refused(bot: Bot) -> None:
     exp = await bot.new_sandbox()
     before = len(bot.slack.calls())
-    resp = await bot.player.post(_form("ramp exp-1 50"), "application/x-www-form-urlencoded",
-                                 signature="v0=" + "0" * 64)
+    resp = await bot.player.post(
+        _form("ramp exp-1 50"), "application/x-www-form-urlencoded", signature="v0=" + "0" * 64
+    )
     assert resp.status_code == 401
     resp = await bot.player.post(_form("ramp exp-1 50"), "application/x-www-form-urlencoded", signature="")
     assert resp.status_code == 401
@@ -32,8 +42,9 @@ async def test_old_and_future_timestamps_are_refused(bot: Bot) -> None:
     await bot.new_sandbox()
     before = len(bot.slack.calls())
     for skew in (-6 * 60, 6 * 60):
-        resp = await bot.player.post(_form("start exp-1"), "application/x-www-form-urlencoded",
-                                     timestamp=int(time.time()) + skew)
+        resp = await bot.player.post(
+            _form("start exp-1"), "application/x-www-form-urlencoded", timestamp=int(time.time()) + skew
+        )
         assert resp.status_code == 401
     assert bot.open_requests() == [] and len(bot.slack.calls()) == before
     ok = await bot.player.post(_form("help"), "application/x-www-form-urlencoded")

@@ -31,10 +31,21 @@ def _free_port() -> int:
 def served(slack: FakeSlack, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
     port = _free_port()
     (tmp_path / "expbot.toml").write_text('[approvals]\nexpires_after = "2h"\n')
-    env = {**CLEAN, "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack.api_url,
-           "EXPBOT_DB": str(tmp_path / "expbot.db")}
-    proc = subprocess.Popen([EXPBOT, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **CLEAN,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "EXPBOT_DB": str(tmp_path / "expbot.db"),
+    }
+    proc = subprocess.Popen(
+        [EXPBOT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -83,13 +94,15 @@ async def test_the_whole_story_against_a_served_process(
         await player.click("C1", request_msg["ts"], "request_approve", user="U1")
         await slack.wait_for_async("chat.postEphemeral", lambda a: "someone else" in a["text"])
         await player.click("C1", request_msg["ts"], "request_approve", user="U2")
-        await slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1" and "was applied" in a["text"],
-                                   timeout=10)
+        await slack.wait_for_async(
+            "chat.postMessage", lambda a: a["channel"] == "U1" and "was applied" in a["text"], timeout=10
+        )
         assert not player.has_button("C1", request_msg["ts"], "request_approve")
         assert "exposure 25%" in slack.message("C1", card_ts)["text"]
 
-        bad = await player.post(b"command=%2Fexperiment&text=stop+exp-1", "application/x-www-form-urlencoded",
-                                signature="v0=bad")
+        bad = await player.post(
+            b"command=%2Fexperiment&text=stop+exp-1", "application/x-www-form-urlencoded", signature="v0=bad"
+        )
         assert bad.status_code == 401
 
         audit = (await player.command("audit exp-1", user="U3")).json()["text"]

@@ -20,19 +20,42 @@ from tests.slackfake.web_api import FakeSlack
 async def test_socket_mode_answers_slash_commands(slack: FakeSlack, tmp_path: Path) -> None:
     acks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     envelopes = [
-        {"envelope_id": "env-1", "type": "slash_commands", "accepts_response_payload": True,
-         "payload": {"command": "/experiment", "text": "help", "user_id": "U1", "channel_id": "C1",
-                     "team_id": "T0TEST", "api_app_id": "A0TEST", "trigger_id": "1.2.a", "response_url": "x"}},
-        {"envelope_id": "env-2", "type": "slash_commands", "accepts_response_payload": True,
-         "payload": {"command": "/experiment", "text": "new sandbox", "user_id": "U1", "channel_id": "C1",
-                     "team_id": "T0TEST", "api_app_id": "A0TEST", "trigger_id": "1.2.b", "response_url": "x"}},
+        {
+            "envelope_id": "env-1",
+            "type": "slash_commands",
+            "accepts_response_payload": True,
+            "payload": {
+                "command": "/experiment",
+                "text": "help",
+                "user_id": "U1",
+                "channel_id": "C1",
+                "team_id": "T0TEST",
+                "api_app_id": "A0TEST",
+                "trigger_id": "1.2.a",
+                "response_url": "x",
+            },
+        },
+        {
+            "envelope_id": "env-2",
+            "type": "slash_commands",
+            "accepts_response_payload": True,
+            "payload": {
+                "command": "/experiment",
+                "text": "new sandbox",
+                "user_id": "U1",
+                "channel_id": "C1",
+                "team_id": "T0TEST",
+                "api_app_id": "A0TEST",
+                "trigger_id": "1.2.b",
+                "response_url": "x",
+            },
+        },
     ]
 
     async def link(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1,
-                                      "connection_info": {"app_id": "A0TEST"}}))
+        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0TEST"}}))
         for envelope in envelopes:
             await ws.send_str(json.dumps(envelope))
         async for msg in ws:

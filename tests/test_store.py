@@ -11,17 +11,30 @@ from bot.models import RequestStatus
 from bot.store import Store, now
 from providers.base import Call, Change, ChangeKind, Snapshot, Status, Variant
 
-SNAP = Snapshot(remote_id="sbx-1", name="Checkout", status=Status.DRAFT, exposure=10,
-                variants=(Variant(key="control", name="control", weight=50, is_control=True),
-                          Variant(key="treatment", name="treatment", weight=50)))
+SNAP = Snapshot(
+    remote_id="sbx-1",
+    name="Checkout",
+    status=Status.DRAFT,
+    exposure=10,
+    variants=(
+        Variant(key="control", name="control", weight=50, is_control=True),
+        Variant(key="treatment", name="treatment", weight=50),
+    ),
+)
 
 
 def _request(store: Store) -> int:
     exp, new = store.add_experiment("sandbox", SNAP, "C1", "U1")
     assert new
-    req = store.add_request(exp, Change(kind=ChangeKind.START), SNAP,
-                            [Call(method="PATCH", path="/x", body={"status": "running"})], "U1", 1,
-                            now() + timedelta(hours=1))
+    req = store.add_request(
+        exp,
+        Change(kind=ChangeKind.START),
+        SNAP,
+        [Call(method="PATCH", path="/x", body={"status": "running"})],
+        "U1",
+        1,
+        now() + timedelta(hours=1),
+    )
     return req.id
 
 

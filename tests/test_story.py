@@ -26,8 +26,9 @@ async def test_create_request_approve_apply_audit(bot: Bot) -> None:
     assert msg is not None and msg["thread_ts"] == exp.card_ts
     blocks = json.dumps(msg["blocks"])
     assert "10%" in blocks and "25%" in blocks and "PATCH /sandbox/experiments/sbx-1" in blocks
-    approve = next(e for b in msg["blocks"] if b["type"] == "actions" for e in b["elements"]
-                   if e["action_id"] == "request_approve")
+    approve = next(
+        e for b in msg["blocks"] if b["type"] == "actions" for e in b["elements"] if e["action_id"] == "request_approve"
+    )
     assert approve["confirm"]["confirm"]["text"] == "Approve"
     assert msg["text"]  # text fallback for notifications
 
@@ -44,14 +45,21 @@ async def test_create_request_approve_apply_audit(bot: Bot) -> None:
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).exposure == 25
     await slack.wait_for_async("chat.postMessage", lambda a: a.get("channel") == "U1" and "was applied" in a["text"])
     edited = slack.message("C1", req.message_ts)
-    assert "Applied" in json.dumps(edited["blocks"]) and not player.has_button("C1", req.message_ts,
-                                                                                 "request_approve")
+    assert "Applied" in json.dumps(edited["blocks"]) and not player.has_button("C1", req.message_ts, "request_approve")
     assert "25%" in slack.message("C1", exp.card_ts)["text"]
 
     audit = _json(await player.command("audit exp-1"))
     assert audit["response_type"] == "ephemeral"
-    for step in ("create sbx-1", "experiment.created", "request.created", "request.approval", "request.approved",
-                 "request.applying", "request.applied", "PATCH /sandbox/experiments/sbx-1"):
+    for step in (
+        "create sbx-1",
+        "experiment.created",
+        "request.created",
+        "request.approval",
+        "request.approved",
+        "request.applying",
+        "request.applied",
+        "PATCH /sandbox/experiments/sbx-1",
+    ):
         assert step in audit["text"], step
     assert "xoxb-test" not in audit["text"]
 
@@ -71,11 +79,13 @@ async def test_help_list_show_are_answered_in_the_ack(bot: Bot) -> None:
 
 async def test_bad_input_changes_nothing(bot: Bot) -> None:
     await bot.new_sandbox()
-    for text, needle in (("ramp exp-1", "Usage: `/experiment ramp <ref> <percent>`"),
-                         ("ramp exp-9 20", "No tracked experiment `exp-9`"),
-                         ("split exp-1 control=70 treatment=20", "add up to 90"),
-                         ("wat", "Try `/experiment help`"),
-                         ("new nosuch", "Unknown or disabled provider `nosuch`")):
+    for text, needle in (
+        ("ramp exp-1", "Usage: `/experiment ramp <ref> <percent>`"),
+        ("ramp exp-9 20", "No tracked experiment `exp-9`"),
+        ("split exp-1 control=70 treatment=20", "add up to 90"),
+        ("wat", "Try `/experiment help`"),
+        ("new nosuch", "Unknown or disabled provider `nosuch`"),
+    ):
         body = _json(await bot.player.command(text))
         assert body["response_type"] == "ephemeral" and needle in body["text"], (text, body)
     assert bot.open_requests() == []
@@ -115,9 +125,16 @@ async def test_every_message_has_fallback_text_and_manifest_scopes_cover_the_cal
     await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1")
     posts = bot.slack.calls("chat.postMessage") + bot.slack.calls("chat.update")
     assert posts and all(c.args.get("text") for c in posts)
-    needs = {"chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
-             "usergroups.users.list": "usergroups:read", "auth.test": None, "views.open": None,
-             "views.update": None, "views.publish": None}
+    needs = {
+        "chat.postMessage": "chat:write",
+        "chat.update": "chat:write",
+        "chat.postEphemeral": "chat:write",
+        "usergroups.users.list": "usergroups:read",
+        "auth.test": None,
+        "views.open": None,
+        "views.update": None,
+        "views.publish": None,
+    }
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
     for call in bot.slack.calls():
         assert call.method in needs, f"{call.method} has no known scope"

@@ -14,9 +14,14 @@ from slack_sdk.signature import SignatureVerifier
 from tests.slackfake.web_api import FakeSlack
 
 _VALUE_FIELDS = {
-    "plain_text_input": "value", "email_text_input": "value", "url_text_input": "value", "number_input": "value",
-    "users_select": "selected_user", "multi_users_select": "selected_users",
-    "conversations_select": "selected_conversation", "channels_select": "selected_channel",
+    "plain_text_input": "value",
+    "email_text_input": "value",
+    "url_text_input": "value",
+    "number_input": "value",
+    "users_select": "selected_user",
+    "multi_users_select": "selected_users",
+    "conversations_select": "selected_conversation",
+    "channels_select": "selected_channel",
     "datepicker": "selected_date",
 }
 
@@ -24,8 +29,9 @@ _VALUE_FIELDS = {
 class SlackPlayer:
     """Sends requests exactly as Slack would: form-encoded or JSON bodies, signed with the signing secret."""
 
-    def __init__(self, events_url: str, signing_secret: str, fake: FakeSlack, team_id: str = "T0TEST",
-                 api_app_id: str = "A0TEST") -> None:
+    def __init__(
+        self, events_url: str, signing_secret: str, fake: FakeSlack, team_id: str = "T0TEST", api_app_id: str = "A0TEST"
+    ) -> None:
         self.events_url, self.fake, self.team_id, self.api_app_id = events_url, fake, team_id, api_app_id
         self.verifier = SignatureVerifier(signing_secret)
         self.http = httpx.AsyncClient(timeout=30)
@@ -47,13 +53,20 @@ class SlackPlayer:
         signature = self.verifier.generate_signature(timestamp=ts, body=body.decode())
         return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature or ""}
 
-    async def post(self, body: bytes, content_type: str, headers: dict[str, str] | None = None,
-                   timestamp: int | None = None, signature: str | None = None) -> httpx.Response:
+    async def post(
+        self,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+    ) -> httpx.Response:
         signed = self.sign(body, timestamp)
         if signature is not None:
             signed["X-Slack-Signature"] = signature
-        return await self.http.post(self.events_url, content=body,
-                                    headers={"Content-Type": content_type, **signed, **(headers or {})})
+        return await self.http.post(
+            self.events_url, content=body, headers={"Content-Type": content_type, **signed, **(headers or {})}
+        )
 
     def _trigger(self) -> str:
         self.last_trigger_id = f"{13345224609 + next(self._seq)}.738474920.8088930838d88f008e0"
@@ -68,14 +81,23 @@ class SlackPlayer:
         return await self.post(body, "application/x-www-form-urlencoded")
 
     # -- slash commands ------------------------------------------------------------------------
-    async def command(self, text: str, *, user: str = "U1", channel: str = "C1",
-                      command: str = "/experiment") -> httpx.Response:
+    async def command(
+        self, text: str, *, user: str = "U1", channel: str = "C1", command: str = "/experiment"
+    ) -> httpx.Response:
         form = {
-            "token": "legacy-verification-token", "team_id": self.team_id, "team_domain": "fake",
-            "channel_id": channel, "channel_name": channel.lower(), "user_id": user,
-            "user_name": self.fake.users.get(user, {}).get("name", user.lower()), "command": command,
-            "text": text, "api_app_id": self.api_app_id, "is_enterprise_install": "false",
-            "response_url": self.fake.response_url(f"cmd-{next(self._seq)}"), "trigger_id": self._trigger(),
+            "token": "legacy-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": channel.lower(),
+            "user_id": user,
+            "user_name": self.fake.users.get(user, {}).get("name", user.lower()),
+            "command": command,
+            "text": text,
+            "api_app_id": self.api_app_id,
+            "is_enterprise_install": "false",
+            "response_url": self.fake.response_url(f"cmd-{next(self._seq)}"),
+            "trigger_id": self._trigger(),
         }
         return await self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
 
@@ -95,30 +117,53 @@ class SlackPlayer:
         msg = self.fake.message(channel, ts)
         return bool(msg and self._find(msg.get("blocks") or [], action_id))
 
-    async def click(self, channel: str, ts: str | None, action_id: str, *, user: str = "U1",
-                    value: str | None = None, seen: dict[str, Any] | None = None) -> httpx.Response:
+    async def click(
+        self,
+        channel: str,
+        ts: str | None,
+        action_id: str,
+        *,
+        user: str = "U1",
+        value: str | None = None,
+        seen: dict[str, Any] | None = None,
+    ) -> httpx.Response:
         """Click a button on a message as it is now, or as a user's client still shows it (`seen`)."""
         msg = seen or self.fake.message(channel, ts)
         assert msg is not None, f"no message {channel}/{ts}"
         found = self._find(msg.get("blocks") or [], action_id)
         assert found is not None, f"message {ts} has no element {action_id}"
         element, block_id = found
-        container: dict[str, Any] = {"type": "message", "message_ts": ts, "channel_id": channel,
-                                     "is_ephemeral": False}
+        container: dict[str, Any] = {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False}
         if msg.get("thread_ts"):
             container["thread_ts"] = msg["thread_ts"]
-        action = {"action_id": action_id, "block_id": block_id, "text": element.get("text"),
-                  "value": value if value is not None else element.get("value"), "type": element.get("type"),
-                  "action_ts": f"{time.time():.6f}"}
+        action = {
+            "action_id": action_id,
+            "block_id": block_id,
+            "text": element.get("text"),
+            "value": value if value is not None else element.get("value"),
+            "type": element.get("type"),
+            "action_ts": f"{time.time():.6f}",
+        }
         if element.get("style"):
             action["style"] = element["style"]
-        return await self._interactive({
-            "type": "block_actions", "user": self._user(user), "api_app_id": self.api_app_id,
-            "token": "legacy-verification-token", "container": container, "trigger_id": self._trigger(),
-            "team": {"id": self.team_id, "domain": "fake"}, "enterprise": None, "is_enterprise_install": False,
-            "channel": {"id": channel, "name": channel.lower()}, "message": msg, "state": {"values": {}},
-            "response_url": self.fake.response_url(f"act-{next(self._seq)}"), "actions": [action],
-        })
+        return await self._interactive(
+            {
+                "type": "block_actions",
+                "user": self._user(user),
+                "api_app_id": self.api_app_id,
+                "token": "legacy-verification-token",
+                "container": container,
+                "trigger_id": self._trigger(),
+                "team": {"id": self.team_id, "domain": "fake"},
+                "enterprise": None,
+                "is_enterprise_install": False,
+                "channel": {"id": channel, "name": channel.lower()},
+                "message": msg,
+                "state": {"values": {}},
+                "response_url": self.fake.response_url(f"act-{next(self._seq)}"),
+                "actions": [action],
+            }
+        )
 
     # -- modals --------------------------------------------------------------------------------
     @staticmethod
@@ -134,8 +179,11 @@ class SlackPlayer:
             return {"type": kind, "selected_option": picked}
         if kind in ("multi_static_select", "checkboxes"):
             options = element.get("options") or []
-            picked_many = ([o for o in options if o["value"] in value] if value is not None
-                           else element.get("initial_options") or [])
+            picked_many = (
+                [o for o in options if o["value"] in value]
+                if value is not None
+                else element.get("initial_options") or []
+            )
             return {"type": kind, "selected_options": picked_many}
         field = _VALUE_FIELDS.get(kind, "value")
         if value is None:
@@ -149,46 +197,96 @@ class SlackPlayer:
             if block.get("type") != "input":
                 continue
             element = block["element"]
-            state[block["block_id"]] = {element["action_id"]: self._element_state(element,
-                                                                                  values.get(block["block_id"]))}
+            state[block["block_id"]] = {
+                element["action_id"]: self._element_state(element, values.get(block["block_id"]))
+            }
         view = {k: v for k, v in stored.items() if not k.startswith("_")}
-        view.update({"type": "modal", "state": {"values": state}, "previous_view_id": None,
-                     "root_view_id": view_id, "clear_on_close": False, "notify_on_close": False})
+        view.update(
+            {
+                "type": "modal",
+                "state": {"values": state},
+                "previous_view_id": None,
+                "root_view_id": view_id,
+                "clear_on_close": False,
+                "notify_on_close": False,
+            }
+        )
         return view
 
     async def select_in_view(self, view_id: str, action_id: str, value: str, *, user: str = "U1") -> httpx.Response:
         view = self._view_payload(view_id, {})
-        found = next(((b, b["element"]) for b in view["blocks"]
-                      if isinstance(b.get("element"), dict) and b["element"].get("action_id") == action_id), None)
+        found = next(
+            (
+                (b, b["element"])
+                for b in view["blocks"]
+                if isinstance(b.get("element"), dict) and b["element"].get("action_id") == action_id
+            ),
+            None,
+        )
         assert found is not None, f"view {view_id} has no element {action_id}"
         block, element = found
         option = next((o for o in element.get("options", []) if o["value"] == value), None)
         assert option is not None, f"{value!r} is not an option of {action_id}"
         view["state"]["values"][block["block_id"]] = {action_id: {"type": element["type"], "selected_option": option}}
-        return await self._interactive({
-            "type": "block_actions", "user": self._user(user), "api_app_id": self.api_app_id,
-            "token": "legacy-verification-token", "container": {"type": "view", "view_id": view_id},
-            "trigger_id": self._trigger(), "team": {"id": self.team_id, "domain": "fake"}, "enterprise": None,
-            "is_enterprise_install": False, "view": view,
-            "actions": [{"action_id": action_id, "block_id": block["block_id"], "type": element["type"],
-                         "selected_option": option, "action_ts": f"{time.time():.6f}"}],
-        })
+        return await self._interactive(
+            {
+                "type": "block_actions",
+                "user": self._user(user),
+                "api_app_id": self.api_app_id,
+                "token": "legacy-verification-token",
+                "container": {"type": "view", "view_id": view_id},
+                "trigger_id": self._trigger(),
+                "team": {"id": self.team_id, "domain": "fake"},
+                "enterprise": None,
+                "is_enterprise_install": False,
+                "view": view,
+                "actions": [
+                    {
+                        "action_id": action_id,
+                        "block_id": block["block_id"],
+                        "type": element["type"],
+                        "selected_option": option,
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+        )
 
     async def submit(self, view_id: str, values: dict[str, Any], *, user: str = "U1") -> httpx.Response:
-        return await self._interactive({
-            "type": "view_submission", "team": {"id": self.team_id, "domain": "fake"}, "user": self._user(user),
-            "api_app_id": self.api_app_id, "token": "legacy-verification-token", "trigger_id": self._trigger(),
-            "view": self._view_payload(view_id, values), "response_urls": [], "enterprise": None,
-            "is_enterprise_install": False,
-        })
+        return await self._interactive(
+            {
+                "type": "view_submission",
+                "team": {"id": self.team_id, "domain": "fake"},
+                "user": self._user(user),
+                "api_app_id": self.api_app_id,
+                "token": "legacy-verification-token",
+                "trigger_id": self._trigger(),
+                "view": self._view_payload(view_id, values),
+                "response_urls": [],
+                "enterprise": None,
+                "is_enterprise_install": False,
+            }
+        )
 
     # -- events --------------------------------------------------------------------------------
     async def event(self, event: dict[str, Any]) -> httpx.Response:
         envelope = {
-            "token": "legacy-verification-token", "team_id": self.team_id, "api_app_id": self.api_app_id,
-            "event": event, "type": "event_callback", "event_id": f"Ev{next(self._seq):08d}",
-            "event_time": int(time.time()), "is_ext_shared_channel": False,
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": self.fake.bot_user_id,
-                                "is_bot": True, "is_enterprise_install": False}],
+            "token": "legacy-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.api_app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._seq):08d}",
+            "event_time": int(time.time()),
+            "is_ext_shared_channel": False,
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.fake.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
         }
         return await self.post(json.dumps(envelope).encode(), "application/json")

@@ -35,8 +35,13 @@ class Fault:
 class FakeSlack:
     """Answers the Web API methods expbot uses with Slack's documented bodies, and can inject faults."""
 
-    def __init__(self, bot_token: str = "xoxb-test", team_id: str = "T0TEST", bot_user_id: str = "UBOT",
-                 app_token: str = "xapp-test") -> None:
+    def __init__(
+        self,
+        bot_token: str = "xoxb-test",
+        team_id: str = "T0TEST",
+        bot_user_id: str = "UBOT",
+        app_token: str = "xapp-test",
+    ) -> None:
         self.bot_token, self.app_token, self.team_id, self.bot_user_id = bot_token, app_token, team_id, bot_user_id
         self.socket_url: str | None = None
         self.users: dict[str, dict[str, Any]] = {}
@@ -109,16 +114,38 @@ class FakeSlack:
         return f"{self.base_url}/response/{name}"
 
     # -- set-up and fault injection ------------------------------------------------------------
-    def add_user(self, user_id: str, name: str, real_name: str | None = None, is_bot: bool = False,
-                 deleted: bool = False, tz: str = "Europe/Berlin") -> None:
-        self.users[user_id] = {"id": user_id, "team_id": self.team_id, "name": name, "real_name": real_name or name,
-                               "deleted": deleted, "is_bot": is_bot, "tz": tz, "is_restricted": False}
+    def add_user(
+        self,
+        user_id: str,
+        name: str,
+        real_name: str | None = None,
+        is_bot: bool = False,
+        deleted: bool = False,
+        tz: str = "Europe/Berlin",
+    ) -> None:
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "real_name": real_name or name,
+            "deleted": deleted,
+            "is_bot": is_bot,
+            "tz": tz,
+            "is_restricted": False,
+        }
 
     def add_usergroup(self, group_id: str, users: list[str]) -> None:
         self.usergroups[group_id] = list(users)
 
-    def fail_next(self, method: str, *, status: int = 200, error: str = "ratelimited",
-                  retry_after: int | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 200,
+        error: str = "ratelimited",
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
         with self._lock:
             self._faults[method] = Fault(status, error, retry_after, times)
 
@@ -134,8 +161,9 @@ class FakeSlack:
         seen = [f"{c.method} {json.dumps(c.args)[:200]}" for c in self.calls()]
         return AssertionError(f"expected {count} matching {method} call(s); seen:\n" + "\n".join(seen[-25:]))
 
-    def wait_for(self, method: str, predicate: Predicate = lambda a: True, count: int = 1,
-                 timeout: float = 5.0) -> list[Call]:
+    def wait_for(
+        self, method: str, predicate: Predicate = lambda a: True, count: int = 1, timeout: float = 5.0
+    ) -> list[Call]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(found := self._matching(method, predicate)) >= count:
@@ -143,8 +171,9 @@ class FakeSlack:
             time.sleep(0.02)
         raise self._missing(method, count)
 
-    async def wait_for_async(self, method: str, predicate: Predicate = lambda a: True, count: int = 1,
-                             timeout: float = 5.0) -> list[Call]:
+    async def wait_for_async(
+        self, method: str, predicate: Predicate = lambda a: True, count: int = 1, timeout: float = 5.0
+    ) -> list[Call]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(found := self._matching(method, predicate)) >= count:
@@ -212,9 +241,16 @@ class FakeSlack:
         return f"1700000000.{next(self._ts) * 100:06d}"
 
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "expbot",
-                "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": "BBOT",
-                "is_enterprise_install": False}
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "Fake",
+            "user": "expbot",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": "BBOT",
+            "is_enterprise_install": False,
+        }
 
     def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.socket_url:
@@ -232,8 +268,15 @@ class FakeSlack:
         if channel.startswith(("U", "W")):
             channel = "D" + channel[1:]
         ts = self._next_ts()
-        msg = {"type": "message", "channel": channel, "ts": ts, "text": args.get("text", ""),
-               "blocks": args.get("blocks") or [], "user": self.bot_user_id, "bot_id": "BBOT"}
+        msg = {
+            "type": "message",
+            "channel": channel,
+            "ts": ts,
+            "text": args.get("text", ""),
+            "blocks": args.get("blocks") or [],
+            "user": self.bot_user_id,
+            "bot_id": "BBOT",
+        }
         if args.get("thread_ts"):
             msg["thread_ts"] = args["thread_ts"]
         self._messages[(channel, ts)] = msg
@@ -257,8 +300,16 @@ class FakeSlack:
 
     def _store_view(self, view: dict[str, Any], view_id: str | None = None, **extra: Any) -> dict[str, Any]:
         view_id = view_id or f"V{next(self._ids):04d}"
-        stored = {**view, "id": view_id, "hash": f"{time.time_ns()}.{view_id}", "team_id": self.team_id,
-                  "state": {"values": {}}, "app_id": "A0TEST", "bot_id": "BBOT", **extra}
+        stored = {
+            **view,
+            "id": view_id,
+            "hash": f"{time.time_ns()}.{view_id}",
+            "team_id": self.team_id,
+            "state": {"values": {}},
+            "app_id": "A0TEST",
+            "bot_id": "BBOT",
+            **extra,
+        }
         self.views[view_id] = stored
         return stored
 
@@ -277,8 +328,9 @@ class FakeSlack:
         return self._m_views_open(args)
 
     def _m_views_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        view_id = args.get("view_id") or next((k for k, v in self.views.items()
-                                               if v.get("external_id") == args.get("external_id")), None)
+        view_id = args.get("view_id") or next(
+            (k for k, v in self.views.items() if v.get("external_id") == args.get("external_id")), None
+        )
         if view_id not in self.views:
             return {"ok": False, "error": "not_found"}
         if args.get("hash") and args["hash"] != self.views[view_id]["hash"]:
@@ -304,8 +356,7 @@ class FakeSlack:
         channel = str(args.get("channel"))
         if channel in self.channels_not_found:
             return {"ok": False, "error": "channel_not_found"}
-        return {"ok": True, "channel": {"id": channel, "name": channel.lower(), "is_channel": True,
-                                        "is_member": True}}
+        return {"ok": True, "channel": {"id": channel, "name": channel.lower(), "is_channel": True, "is_member": True}}
 
     def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
         user = str(args.get("users", "")).split(",")[0]
