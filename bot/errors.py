@@ -76,4 +76,6 @@ _SLACK_HINTS = {
     "ratelimited": "Slack is rate limiting expbot; wait a minute and try again.",
     "invalid_auth": "The bot token is not valid: check SLACK_BOT_TOKEN.",
     "missing_scope": "The app lacks a scope: reinstall it from manifest.yml.",
+    "no_such_subteam": "A user group in `[approvals] approvers` does not exist: fix expbot.toml.",
+    "plan_upgrade_required": "User groups need a paid Slack plan: list user ids in `[approvals] approvers`.",
 }

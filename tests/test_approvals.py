@@ -186,3 +186,13 @@ async def test_provider_failure_is_reported(bot: Bot) -> None:
     note = await bot.slack.wait_for_async("chat.postMessage", lambda a: "*failed*" in a.get("text", ""))
     assert "no variant 'ghost'" in note[-1].args["text"]
     await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1" and "failed" in a["text"])
+
+
+async def test_missing_user_group_is_explained(start_bot: StartBot) -> None:
+    bot = await start_bot('[approvals]\napprovers = ["S0GONE"]\n')
+    await bot.new_sandbox()
+    req = await bot.request("start exp-1")
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "no_such_subteam" in a["text"])
+    assert "fix expbot.toml" in told[-1].args["text"]
+    assert bot.store.request(req.id).status is RequestStatus.PENDING and bot.store.request(req.id).approvals == ()

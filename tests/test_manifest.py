@@ -53,3 +53,13 @@ def test_command_and_events_match_the_app() -> None:
         data["settings"]["event_subscriptions"]["request_url"],
     ]
     assert all(u.endswith("/slack/events") for u in urls)
+
+
+def test_vendored_schema_is_the_shared_reference() -> None:
+    """The schema copy in tests/specs is byte for byte the project's reference copy, where that is present."""
+    shared = ROOT.parent / "shared" / "reference" / "specs" / "slack-manifest"
+    names = sorted(p.name for p in SCHEMAS.iterdir())
+    assert names == ["LICENSE", "manifest.schema.1.0.0.json", "manifest.schema.2.0.0.json", "manifest.schema.json"]
+    if shared.is_dir():
+        for name in names:
+            assert (SCHEMAS / name).read_bytes() == (shared / name).read_bytes(), name
