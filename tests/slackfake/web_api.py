@@ -161,16 +161,6 @@ class FakeSlack:
         seen = [f"{c.method} {json.dumps(c.args)[:200]}" for c in self.calls()]
         return AssertionError(f"expected {count} matching {method} call(s); seen:\n" + "\n".join(seen[-25:]))
 
-    def wait_for(
-        self, method: str, predicate: Predicate = lambda a: True, count: int = 1, timeout: float = 5.0
-    ) -> list[Call]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(found := self._matching(method, predicate)) >= count:
-                return found
-            time.sleep(0.02)
-        raise self._missing(method, count)
-
     async def wait_for_async(
         self, method: str, predicate: Predicate = lambda a: True, count: int = 1, timeout: float = 5.0
     ) -> list[Call]:
