@@ -1,1 +1,0 @@
-"""Stand-ins for Slack in tests: a loopback Web API server and a player that sends signed Slack requests."""
