@@ -14,7 +14,7 @@ from bot.policy import Approvers, check_step, expires_at
 from bot.store import Store, now
 from bot.threads import Threads
 from bot.views import USAGE
-from providers.base import Change, ChangeKind, Provider, ProviderError, Snapshot, Status
+from providers.base import Call, Change, ChangeKind, Provider, ProviderError, Snapshot, Status
 
 PENDING = (RequestStatus.PENDING,)
 
@@ -125,13 +125,11 @@ class Workflow:
     # -- change requests -----------------------------------------------------------------------
     async def request_change(self, exp: Experiment, change: Change, user: str) -> ChangeRequest:
         """Post a change request in the experiment's thread. Nothing is sent to the provider."""
-        provider = self.providers[exp.provider]
         snap = await self.applier.read(exp, user)
         if snap.fingerprint != exp.snapshot.fingerprint or exp.card_ts is None:
             exp = await self.refresh_card(exp, snap)
         policy = self.settings.policy_for(exp.provider)
-        check_step(policy, snap, change)
-        plan = provider.plan(snap, change)
+        plan = self.plan(exp, snap, change)
         created = now()
         req = self.store.add_request(exp, change, snap, plan, user, policy.required, expires_at(policy, created))
         try:
@@ -143,6 +141,11 @@ class Workflow:
             raise
         self.store.set_request_message(req.id, exp.channel, ts)
         return self._request(req.id)
+
+    def plan(self, exp: Experiment, snap: Snapshot, change: Change) -> list[Call]:
+        """The calls `change` needs, after the policy's step limit and the provider's own rules."""
+        check_step(self.settings.policy_for(exp.provider), snap, change)
+        return self.providers[exp.provider].plan(snap, change)
 
     def _request(self, request_id: int) -> ChangeRequest:
         req = self.store.request(request_id)

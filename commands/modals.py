@@ -20,7 +20,6 @@ from bot.forms import (
     submitted,
 )
 from bot.models import Experiment
-from bot.policy import check_step
 from bot.workflow import Workflow
 from commands.guard import guarded
 from providers.base import Change, ChangeKind, ProviderError
@@ -83,8 +82,7 @@ def _precheck(workflow: Workflow, exp: Experiment, requested: Change, kind: Chan
     first = exp.snapshot.variants[0].key if exp.snapshot.variants else ""
     block = {ChangeKind.EXPOSURE: "exposure", ChangeKind.SHIP: "variant"}.get(kind, f"weight_{first}")
     try:
-        check_step(workflow.settings.policy_for(exp.provider), exp.snapshot, requested)
-        workflow.providers[exp.provider].plan(exp.snapshot, requested)
+        workflow.plan(exp, exp.snapshot, requested)
     except ProviderError as err:
         raise FieldErrors({block: err.detail[:2000]}) from None
     except PermissionDenied as err:
