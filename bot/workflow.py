@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from pydantic import BaseModel
@@ -142,7 +143,7 @@ class Workflow:
         self.store.set_request_message(req.id, exp.channel, ts)
         return self._request(req.id)
 
-    def plan(self, exp: Experiment, snap: Snapshot, change: Change) -> list[Call]:
+    def plan(self, exp: Experiment, snap: Snapshot, change: Change) -> builtins.list[Call]:
         """The calls `change` needs, after the policy's step limit and the provider's own rules."""
         check_step(self.settings.policy_for(exp.provider), snap, change)
         return self.providers[exp.provider].plan(snap, change)
