@@ -80,14 +80,15 @@ class Applier:
         try:
             after = await provider.apply(exp.remote_id, req.plan)
         except ProviderError as err:
-            for call in req.plan:
-                self.store.audit(
-                    actor,
-                    "provider.call",
-                    exp.id,
-                    req.id,
-                    {"call": call.render(), "status": err.status or "error", "error": err.detail},
-                )
+            # One row for the plan: the provider's error does not say which of its calls went through.
+            calls = "; ".join(call.render() for call in req.plan)
+            self.store.audit(
+                actor,
+                "provider.call",
+                exp.id,
+                req.id,
+                {"call": calls, "status": err.status or "error", "error": err.detail},
+            )
             fresh = await self._try_read(exp, actor)
             await self._finish(
                 req,
