@@ -13,7 +13,8 @@ import uvicorn
 
 from bot.app import Runtime, build
 from bot.config import Env, load_settings
-from bot.models import ChangeRequest, Experiment
+from bot.models import ChangeRequest, Experiment, RequestStatus
+from bot.store import Store
 from commands import register
 from tests.slackfake.player import SlackPlayer
 from tests.slackfake.web_api import FakeSlack
@@ -57,7 +58,7 @@ class Bot:
     slack: FakeSlack
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.runtime.store
 
     async def stop(self) -> None:
@@ -83,27 +84,24 @@ class Bot:
         return exps[-1]  # type: ignore[no-any-return]
 
     def _view_id(self, trigger_id: str) -> str:
-        for view_id, view in self.slack.views.items():
-            if view.get("_trigger_id") == trigger_id or view.get("trigger_id") == trigger_id:
-                return view_id
-        return list(self.slack.views)[-1]
+        found = [view_id for view_id, view in self.slack.views.items() if view.get("_trigger_id") == trigger_id]
+        assert found, f"no view was opened with trigger {trigger_id}"
+        return found[-1]
 
     async def request(self, text: str, user: str = "U1", channel: str = "C1") -> ChangeRequest:
         """Type a change command and wait for its request message in the thread."""
-        known = {r.id for r in self.open_requests()}
+        known = {r.id for r in self.all_requests()}
         resp = await self.player.command(text, user=user, channel=channel)
         assert resp.status_code == 200, resp.text
         for _ in range(250):
-            fresh = [r for r in self.open_requests() if r.id not in known and r.message_ts]
+            fresh = [r for r in self.all_requests() if r.id not in known and r.message_ts]
             if fresh:
                 return fresh[0]
             await asyncio.sleep(0.02)
         raise AssertionError(f"no request was posted for {text!r}; ephemerals: {self.slack.ephemerals}")
 
-    def open_requests(self) -> list[ChangeRequest]:
-        from bot.models import RequestStatus
-
-        return self.store.requests(list(RequestStatus))  # type: ignore[no-any-return]
+    def all_requests(self) -> list[ChangeRequest]:
+        return self.store.requests(list(RequestStatus))
 
     async def until(self, check: Callable[[], Any], timeout: float = 5.0) -> Any:
         for _ in range(int(timeout / 0.02)):

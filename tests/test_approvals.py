@@ -95,7 +95,7 @@ async def test_request_that_cannot_be_posted_is_withdrawn(bot: Bot) -> None:
         "chat.postEphemeral", lambda a: "restricted_action_thread_locked" in a["text"]
     )
     assert told[-1].args["user"] == "U1"
-    [req] = bot.open_requests()
+    [req] = bot.all_requests()
     assert req.status is RequestStatus.CANCELLED and req.outcome == "the request could not be posted in Slack"
 
 
@@ -154,7 +154,7 @@ async def test_max_step_refuses_big_ramps(start_bot: StartBot) -> None:
     await bot.new_sandbox()
     await bot.player.command("ramp exp-1 50")
     told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "at most 20 points" in a["text"])
-    assert told and bot.open_requests() == []
+    assert told and bot.all_requests() == []
     assert (await bot.request("ramp exp-1 30")).change.exposure == 30
 
 

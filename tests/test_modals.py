@@ -56,7 +56,7 @@ async def test_card_buttons_make_requests(start_bot: StartBot) -> None:
     bot = await start_bot("[approvals]\nmax_step = 30\n")
     exp = await bot.new_sandbox()
     await bot.player.click("C1", exp.card_ts, "card_start", user="U3")
-    req = await bot.until(lambda: next(iter(bot.open_requests()), None))
+    req = await bot.until(lambda: next(iter(bot.all_requests()), None))
     assert req.requested_by == "U3" and req.change.kind.value == "start"
 
     await bot.player.click("C1", exp.card_ts, "card_exposure", user="U3")
@@ -68,7 +68,7 @@ async def test_card_buttons_make_requests(start_bot: StartBot) -> None:
     ok = await bot.player.submit(view_id, {"exposure": "35"}, user="U3")
     assert ok.text == ""
     ramp = await bot.until(
-        lambda: next((r for r in bot.open_requests() if r.change.exposure == 35 and r.message_ts), None)
+        lambda: next((r for r in bot.all_requests() if r.change.exposure == 35 and r.message_ts), None)
     )
     assert ramp.status is RequestStatus.PENDING
 

@@ -34,7 +34,7 @@ async def test_bad_signature_is_refused(bot: Bot) -> None:
     assert resp.status_code == 401
     resp = await bot.player.post(_form("ramp exp-1 50"), "application/x-www-form-urlencoded", signature="")
     assert resp.status_code == 401
-    assert bot.open_requests() == [] and len(bot.slack.calls()) == before
+    assert bot.all_requests() == [] and len(bot.slack.calls()) == before
     assert bot.store.experiment(exp.id).snapshot.exposure == 10
 
 
@@ -46,7 +46,7 @@ async def test_old_and_future_timestamps_are_refused(bot: Bot) -> None:
             _form("start exp-1"), "application/x-www-form-urlencoded", timestamp=int(time.time()) + skew
         )
         assert resp.status_code == 401
-    assert bot.open_requests() == [] and len(bot.slack.calls()) == before
+    assert bot.all_requests() == [] and len(bot.slack.calls()) == before
     ok = await bot.player.post(_form("help"), "application/x-www-form-urlencoded")
     assert ok.status_code == 200  # the same request, signed now, is accepted
 

@@ -88,7 +88,7 @@ async def test_bad_input_changes_nothing(bot: Bot) -> None:
     ):
         body = _json(await bot.player.command(text))
         assert body["response_type"] == "ephemeral" and needle in body["text"], (text, body)
-    assert bot.open_requests() == []
+    assert bot.all_requests() == []
 
 
 async def test_provider_refusal_is_explained(bot: Bot) -> None:
@@ -97,7 +97,7 @@ async def test_provider_refusal_is_explained(bot: Bot) -> None:
     assert resp.status_code == 200
     told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "cannot pause" in a["text"])
     assert told[-1].args["channel"] == "C1" and told[-1].args["user"] == "U1"
-    assert bot.open_requests() == []
+    assert bot.all_requests() == []
 
 
 async def test_card_refused_by_slack_is_explained_and_posted_later(bot: Bot) -> None:
