@@ -54,7 +54,7 @@ async def main(rounds: int) -> None:
         sandbox = runtime.workflow.providers["sandbox"]
         from providers.sandbox import SandboxDraft
 
-        await runtime.workflow.create("sandbox", SandboxDraft(name="Bench"), "C1", "U1")
+        await runtime.workflow.experiments.create("sandbox", SandboxDraft(name="Bench"), "C1", "U1")
         acks_help, acks_ramp, applied = [], [], []
         for i in range(rounds):
             start = time.perf_counter()

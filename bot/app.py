@@ -26,7 +26,7 @@ from bot.store import Store
 from bot.threads import Threads
 from bot.workflow import Workflow
 from providers.base import Provider
-from providers.sandbox import SandboxProvider
+from providers.registry import Deps, driver
 
 log = logging.getLogger("expbot")
 Register = Callable[[AsyncApp, Workflow], None]
@@ -34,8 +34,16 @@ SWEEP_SECONDS = 30.0
 
 
 def build_providers(settings: Settings, store: Store) -> dict[str, Provider]:
-    """One adapter per enabled provider that this version implements (sandbox is always on)."""
-    return {"sandbox": SandboxProvider(store)}
+    """One adapter per enabled provider that this version implements (sandbox is always on), from the registry."""
+    built: dict[str, Provider] = {}
+    for name in settings.enabled:
+        found = driver(name)
+        if found is None:
+            continue
+        secrets = {k: v.get_secret_value() for k, v in settings.secrets.get(name, {}).items()}
+        options = settings.providers.get(name) or found.settings_model()
+        built[name] = found.build(options, Deps(records=store, secrets=secrets))
+    return built
 
 
 @dataclass
@@ -50,7 +58,7 @@ class Runtime:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Recover interrupted requests, then keep expiring overdue ones in the background."""
+        """Recover interrupted requests, then keep recovering orphans and expiring overdue ones in the background."""
         await self.workflow.recover()
         sweeper = asyncio.create_task(self._sweep())
         try:
@@ -59,14 +67,15 @@ class Runtime:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await self.workflow.aclose()
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
-                await self.workflow.expire_due()
+                await self.workflow.recover()
             except Exception:  # the sweeper must outlive one bad round; the error is logged
-                log.exception("expiring overdue requests failed")
+                log.exception("recovering or expiring requests failed")
 
     def asgi(self) -> Starlette:
         """HTTP mode: `/slack/events`, `/healthz`, `/metrics`."""

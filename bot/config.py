@@ -11,10 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from providers.registry import DRIVERS, ProviderSettings, driver
+
 Mode = Literal["serve", "socket", "check"]
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-PROVIDER_NAMES = ("sandbox", "appstore", "amplitude", "auth0", "launchdarkly")
+PROVIDER_NAMES = tuple(DRIVERS)
 
 
 class ConfigError(Exception):
@@ -91,7 +93,7 @@ class FileConfig(BaseModel):
 
     slack: dict[str, Any] = Field(default_factory=dict)
     approvals: dict[str, Any] = Field(default_factory=dict)
-    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    providers: dict[str, Any] = Field(default_factory=dict)
 
 
 class Settings(BaseModel):
@@ -105,7 +107,8 @@ class Settings(BaseModel):
     channel: str | None
     policy: Policy
     overrides: dict[str, Policy]
-    providers: dict[str, dict[str, Any]]
+    providers: dict[str, ProviderSettings]
+    secrets: dict[str, dict[str, SecretStr]]
     enabled: list[str]
     config_path: Path | None
 
@@ -113,8 +116,8 @@ class Settings(BaseModel):
         return self.overrides.get(provider, self.policy)
 
 
-def enabled_providers(env: Env) -> tuple[list[str], list[str]]:
-    """Providers whose credentials are complete, and problems with half-given credentials."""
+def enabled_providers(env: Env) -> tuple[list[str], list[str], dict[str, dict[str, SecretStr]]]:
+    """Providers whose credentials are complete, problems with half-given credentials, and the credentials."""
     groups: dict[str, dict[str, object]] = {
         "appstore": {
             "APPSTORE_ISSUER_ID": env.appstore_issuer_id,
@@ -130,14 +133,42 @@ def enabled_providers(env: Env) -> tuple[list[str], list[str]]:
         },
         "launchdarkly": {"LAUNCHDARKLY_API_TOKEN": env.launchdarkly_api_token},
     }
-    enabled, problems = ["sandbox"], []
+    enabled, problems, secrets = ["sandbox"], [], {}
     for name, values in groups.items():
         missing = [k for k, v in values.items() if not v]
         if not missing:
             enabled.append(name)
+            secrets[name] = {
+                k: v if isinstance(v, SecretStr) else SecretStr(str(v)) for k, v in _named(env, name).items()
+            }
         elif len(missing) < len(values):
             problems.append(f"{name}: {', '.join(missing)} missing (the other {name} settings are set)")
-    return enabled, problems
+    return enabled, problems, secrets
+
+
+def _named(env: Env, provider: str) -> dict[str, object]:
+    """The provider's environment variables that are set, by their upper-case names."""
+    prefix = {"appstore": "appstore_", "amplitude": "amplitude_", "auth0": "auth0_", "launchdarkly": "launchdarkly_"}
+    return {k.upper(): v for k, v in env.model_dump().items() if k.startswith(prefix[provider]) and v}
+
+
+def _provider_settings(raw: dict[str, Any], where: str, problems: list[str]) -> dict[str, ProviderSettings]:
+    """`[providers.<name>]` validated by each provider's own settings model; unknown keys are errors."""
+    found: dict[str, ProviderSettings] = {}
+    for name, section in raw.items():
+        if name not in DRIVERS:
+            problems.append(f"{where} [providers.{name}]: unknown provider (known: {', '.join(DRIVERS)})")
+            continue
+        known = driver(name)
+        model = known.settings_model if known else ProviderSettings
+        if not isinstance(section, dict):
+            problems.append(f"{where} [providers.{name}]: must be a table of settings")
+            continue
+        try:
+            found[name] = model.model_validate(section)
+        except ValidationError as exc:
+            problems.extend(f"{where} [providers.{name}] {_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+    return found
 
 
 def _read_file(env: Env, problems: list[str]) -> tuple[FileConfig, Path | None]:
@@ -218,10 +249,8 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
     channel = file.slack.get("channel")
     if channel is not None and not re.match(r"^[CGD][A-Z0-9]{2,}$", str(channel)):
         problems.append(f"{where} [slack] channel: {channel!r} is not a channel id (C…, G…)")
-    unknown = sorted(set(file.providers) - set(PROVIDER_NAMES))
-    if unknown:
-        problems.append(f"{where} [providers]: unknown provider(s) {', '.join(unknown)}")
-    enabled, provider_problems = enabled_providers(env)
+    providers = _provider_settings(file.providers, where, problems)
+    enabled, provider_problems, secrets = enabled_providers(env)
     problems.extend(provider_problems)
     if problems:
         raise ConfigError(problems)
@@ -235,7 +264,8 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
         channel=channel,
         policy=policy,
         overrides=overrides,
-        providers=file.providers,
+        providers=providers,
+        secrets=secrets,
         enabled=enabled,
         config_path=config_path,
     )

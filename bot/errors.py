@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
-from providers.base import (
+from bot.mrkdwn import escape
+from providers.errors import (
     InvalidChange,
     NotFound,
+    OutcomeUnknown,
     ProviderError,
     RateLimited,
+    Stale,
     Unauthorized,
     Unavailable,
 )
@@ -41,31 +44,42 @@ def explain(error: BaseException) -> str:
         return f"{error.message}\nUsage: `{error.usage}`" if error.usage else error.message
     if isinstance(error, PermissionDenied):
         return f":no_entry: {error}"
-    if isinstance(error, InvalidChange):
-        return f":warning: {error.provider} can't do that: {error.detail}."
-    if isinstance(error, NotFound):
-        return f":mag: {error.provider} says it does not exist: {error.detail}."
-    if isinstance(error, Unauthorized):
-        return (
-            f":lock: {error.provider} refused our credentials ({error.status}): {error.detail}. "
-            "Check the token and its role, then run `expbot check`."
-        )
-    if isinstance(error, RateLimited):
-        wait = f" for {error.retry_after:g}s" if error.retry_after else ""
-        return f":hourglass: {error.provider} is rate limiting us{wait}. Try again in a moment."
-    if isinstance(error, Unavailable):
-        return f":electric_plug: {error.provider} is not answering: {error.detail}. Try again later."
+    if isinstance(error, ProviderError):
+        return _provider(error, escape(error.provider), escape(error.detail))
     if isinstance(error, SlackApiError):
         code = error.response.get("error", "unknown") if error.response is not None else "unknown"
         hint = _SLACK_HINTS.get(code, "Try again; if it keeps failing, run `expbot check` and look at expbot's log.")
         return f":warning: Slack refused a call from expbot ({code}). {hint}"
-    if isinstance(error, ProviderError):
-        status = f" ({error.status} {error.code or ''})".rstrip() if error.status else ""
-        return f":x: {error.provider} refused{status}: {error.detail}."
     return (
         ":boom: Something went wrong on our side and nothing was changed by this step. "
         "The details are in expbot's log; try again, and tell your admin if it keeps happening."
     )
+
+
+def _provider(error: ProviderError, name: str, detail: str) -> str:
+    if isinstance(error, InvalidChange):
+        return f":warning: {name} can't do that: {detail}."
+    if isinstance(error, NotFound):
+        return f":mag: {name} says it does not exist: {detail}."
+    if isinstance(error, Unauthorized):
+        return (
+            f":lock: {name} refused our credentials ({error.status}): {detail}. "
+            "Check the token and its role, then run `expbot check`."
+        )
+    if isinstance(error, RateLimited):
+        wait = f" for {error.retry_after:g}s" if error.retry_after else ""
+        return f":hourglass: {name} is rate limiting us{wait}. Try again in a moment."
+    if isinstance(error, Stale):
+        return f":warning: {name} says the experiment changed meanwhile: {detail}. Nothing was applied; ask again."
+    if isinstance(error, OutcomeUnknown):
+        return (
+            f":grey_question: {name} did not answer in time: {detail}. It may have been carried out; "
+            "check the experiment in the provider's console before asking again."
+        )
+    if isinstance(error, Unavailable):
+        return f":electric_plug: {name} is not answering: {detail}. Try again later."
+    status = f" ({error.status} {escape(error.code or '')})".rstrip() if error.status else ""
+    return f":x: {name} refused{status}: {detail}."
 
 
 _SLACK_HINTS = {

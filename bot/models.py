@@ -1,4 +1,4 @@
-"""The bot's domain records: tracked experiments, change requests, approvals and audit events."""
+"""The bot's domain records: tracked experiments, change requests, approvals, journal entries and audit events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from providers.base import Call, Change, Snapshot
+from providers.models import Change, Snapshot
+from providers.plan import Answer, Plan, Step
 
 
 class RequestStatus(StrEnum):
@@ -54,7 +55,7 @@ class Approval(BaseModel):
 
 
 class ChangeRequest(BaseModel):
-    """A proposed traffic change waiting for, or past, its approvals."""
+    """A proposed change waiting for, or past, its approvals."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -62,7 +63,7 @@ class ChangeRequest(BaseModel):
     experiment_id: int
     change: Change
     before: Snapshot
-    plan: list[Call]
+    plan: Plan
     requested_by: str
     required: int
     status: RequestStatus
@@ -77,6 +78,18 @@ class ChangeRequest(BaseModel):
     @property
     def fingerprint(self) -> str:
         return self.before.fingerprint
+
+
+class JournalEntry(BaseModel):
+    """One step of an applied plan: sent, then done, failed or unknown, with the provider's answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    idx: int
+    status: str
+    step: Step
+    answer: Answer | None = None
+    error: str | None = None
 
 
 class AuditEvent(BaseModel):

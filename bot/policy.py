@@ -10,7 +10,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Policy
 from bot.errors import PermissionDenied
 from bot.models import ChangeRequest
-from providers.base import Change, ChangeKind, Snapshot
+from bot.mrkdwn import pct
+from providers.models import Change, ChangeKind, Snapshot
 
 
 class Approvers:
@@ -65,7 +66,7 @@ def check_step(policy: Policy, before: Snapshot, change: Change) -> None:
     if step > policy.max_step:
         raise PermissionDenied(
             f"A ramp may raise exposure by at most {policy.max_step} points per request "
-            f"({before.exposure or 0}% → {change.exposure}% is {step}). Ramp in smaller steps."
+            f"({pct(before.exposure or 0)} → {pct(change.exposure)} is {round(step, 2):g}). Ramp in smaller steps."
         )
 
 

@@ -1,21 +1,27 @@
-"""SQLite storage (sqlite-utils): the only module that touches SQL. Every status change is a compare-and-set."""
+"""SQLite storage (sqlite-utils): the only module that touches SQL. Writes run off the event loop, one at a time."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from bot.models import Approval, AuditEvent, ChangeRequest, Experiment, RequestStatus
-from providers.base import Call, Change, Snapshot
+from bot.models import Approval, AuditEvent, ChangeRequest, Experiment, JournalEntry, RequestStatus
+from providers.models import Change, Snapshot
+from providers.plan import Answer, Plan, Step
 
 migrations = Migrations("expbot")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @migrations()
@@ -44,61 +50,114 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_steps_leases(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE experiments ADD COLUMN read_at TEXT;
+        ALTER TABLE experiments ADD COLUMN card_claim TEXT;
+        CREATE TABLE leases (
+            experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id), request_id INTEGER NOT NULL,
+            owner TEXT NOT NULL, expires_at TEXT NOT NULL);
+        CREATE TABLE steps (
+            request_id INTEGER NOT NULL REFERENCES requests(id), idx INTEGER NOT NULL, status TEXT NOT NULL,
+            step TEXT NOT NULL, sent_at TEXT NOT NULL, finished_at TEXT, http_status INTEGER, answer TEXT,
+            error TEXT, PRIMARY KEY (request_id, idx));
+        """
+    )
+    for row in list(db.query("SELECT id, plan FROM requests")):
+        plan = json.loads(row["plan"])
+        if isinstance(plan, list):  # version 1 stored a bare list of calls
+            db.execute("UPDATE requests SET plan = ? WHERE id = ?", [json.dumps({"steps": plan}), row["id"]])
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store:
-    """Experiments, change requests, approvals, the audit log and sandbox records in one SQLite file."""
+def _writes(fn: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], Coroutine[Any, Any, R]]:
+    """Run a write on the store's writer thread, so a lock held by another process never stalls the loop."""
 
-    def __init__(self, path: Path | str) -> None:
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
-        self.db = Database(conn)
-        self.db.execute("PRAGMA busy_timeout = 10000")
-        if str(path) != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA foreign_keys = ON")
-        migrations.apply(self.db)
+    async def run(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, functools.partial(fn, self, *args, **kwargs)
+        )
+
+    return run
+
+
+class Store:
+    """Experiments, change requests, approvals, leases, the step journal, the audit log and sandbox records.
+
+    Reads run on the caller's thread (WAL readers never wait for writers); writes are coroutines that run on one
+    writer thread with its own connection and a busy timeout, each in one transaction.
+    """
+
+    def __init__(self, path: Path | str, busy_timeout_ms: int = 15000) -> None:
+        self.path = str(path)
+        self._wdb = self._connect(busy_timeout_ms)
+        if self.path != ":memory:":
+            self._wdb.enable_wal()
+        migrations.apply(self._wdb)
+        self.db = self._wdb if self.path == ":memory:" else self._connect(busy_timeout_ms)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expbot-store")
+
+    def _connect(self, busy_timeout_ms: int) -> Database:
+        db = Database(sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout_ms / 1000))
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        return db
 
     def close(self) -> None:
-        self.db.close()
+        self._writer.shutdown(wait=True)
+        self._wdb.close()
+        if self.db is not self._wdb:
+            self.db.close()
 
     # -- experiments -------------------------------------------------------------------------
+    @_writes
     def add_experiment(
-        self, provider: str, snapshot: Snapshot, channel: str, created_by: str
+        self, provider: str, snapshot: Snapshot, channel: str, created_by: str, read_at: datetime | None = None
     ) -> tuple[Experiment, bool]:
         """Track an experiment; returns it and whether it was new (a remote id is tracked once)."""
-        stamp = now().isoformat()
-        cur = self.db.execute(
-            "INSERT OR IGNORE INTO experiments (provider, remote_id, name, channel, created_by, snapshot,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                provider,
-                snapshot.remote_id,
-                snapshot.name,
-                channel,
-                created_by,
-                snapshot.model_dump_json(),
-                stamp,
-                stamp,
-            ],
-        )
-        row = self._one(
-            "SELECT * FROM experiments WHERE provider = ? AND remote_id = ?", [provider, snapshot.remote_id]
-        )
+        stamp, read = now().isoformat(), (read_at or now()).isoformat()
+        with self._wdb.atomic():
+            cur = self._wdb.execute(
+                "INSERT OR IGNORE INTO experiments (provider, remote_id, name, channel, created_by, snapshot,"
+                " created_at, updated_at, read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    provider,
+                    snapshot.remote_id,
+                    snapshot.name,
+                    channel,
+                    created_by,
+                    snapshot.model_dump_json(),
+                    stamp,
+                    stamp,
+                    read,
+                ],
+            )
+            row = _one(
+                self._wdb,
+                "SELECT * FROM experiments WHERE provider = ? AND remote_id = ?",
+                [provider, snapshot.remote_id],
+            )
         assert row is not None
         return _experiment(row), cur.rowcount == 1
 
     def experiment(self, experiment_id: int) -> Experiment | None:
-        row = self._one("SELECT * FROM experiments WHERE id = ?", [experiment_id])
+        row = _one(self.db, "SELECT * FROM experiments WHERE id = ?", [experiment_id])
         return _experiment(row) if row else None
 
-    def find_experiment(self, ref: str) -> Experiment | None:
-        """By expbot ref (`exp-12`) or by a provider's own id/key."""
-        if ref.lower().startswith("exp-") and ref[4:].isdigit():
-            return self.experiment(int(ref[4:]))
-        row = self._one("SELECT * FROM experiments WHERE remote_id = ? ORDER BY id LIMIT 1", [ref])
+    def experiment_by_remote(self, provider: str, remote_id: str) -> Experiment | None:
+        row = _one(self.db, "SELECT * FROM experiments WHERE provider = ? AND remote_id = ?", [provider, remote_id])
         return _experiment(row) if row else None
+
+    def experiments_by_remote(self, remote_id: str) -> list[Experiment]:
+        return [
+            _experiment(r)
+            for r in self.db.query("SELECT * FROM experiments WHERE remote_id = ? ORDER BY id", [remote_id])
+        ]
 
     def experiments(self, provider: str | None = None) -> list[Experiment]:
         sql, args = "SELECT * FROM experiments", []
@@ -106,35 +165,64 @@ class Store:
             sql, args = sql + " WHERE provider = ?", [provider]
         return [_experiment(r) for r in self.db.query(sql + " ORDER BY id", args)]
 
-    def set_card(self, experiment_id: int, channel: str, ts: str) -> None:
-        self.db.execute("UPDATE experiments SET channel = ?, card_ts = ? WHERE id = ?", [channel, ts, experiment_id])
+    @_writes
+    def claim_card(self, experiment_id: int, owner: str) -> bool:
+        """Only the claimant posts a missing card: two refreshes at once never post two."""
+        cur = self._wdb.execute(
+            "UPDATE experiments SET card_claim = ? WHERE id = ? AND card_ts IS NULL AND card_claim IS NULL",
+            [owner, experiment_id],
+        )
+        return cur.rowcount == 1
 
-    def save_snapshot(self, experiment_id: int, snapshot: Snapshot) -> None:
-        self.db.execute(
-            "UPDATE experiments SET snapshot = ?, name = ?, updated_at = ? WHERE id = ?",
-            [snapshot.model_dump_json(), snapshot.name, now().isoformat(), experiment_id],
+    @_writes
+    def set_card(self, experiment_id: int, channel: str | None, ts: str | None) -> None:
+        """Record the posted card (or, with ts None, give up the claim after a failed post)."""
+        if ts is None:
+            self._wdb.execute("UPDATE experiments SET card_claim = NULL WHERE id = ?", [experiment_id])
+            return
+        self._wdb.execute(
+            "UPDATE experiments SET channel = ?, card_ts = ?, card_claim = NULL WHERE id = ?",
+            [channel, ts, experiment_id],
         )
 
+    @_writes
+    def save_snapshot(self, experiment_id: int, snapshot: Snapshot, read_at: datetime) -> bool:
+        """Store a read of the experiment unless a newer read is already stored; False if this one is older."""
+        cur = self._wdb.execute(
+            "UPDATE experiments SET snapshot = ?, name = ?, updated_at = ?, read_at = ?"
+            " WHERE id = ? AND (read_at IS NULL OR read_at <= ?)",
+            [
+                snapshot.model_dump_json(),
+                snapshot.name,
+                now().isoformat(),
+                read_at.isoformat(),
+                experiment_id,
+                read_at.isoformat(),
+            ],
+        )
+        return cur.rowcount == 1
+
     # -- change requests ---------------------------------------------------------------------
+    @_writes
     def add_request(
         self,
         experiment: Experiment,
         change: Change,
         before: Snapshot,
-        plan: list[Call],
+        plan: Plan,
         requested_by: str,
         required: int,
         expires_at: datetime,
-    ) -> ChangeRequest:
-        with self.db.atomic():
-            cur = self.db.execute(
+    ) -> int:
+        with self._wdb.atomic():
+            cur = self._wdb.execute(
                 "INSERT INTO requests (experiment_id, change, before, plan, requested_by, required, status,"
                 " channel, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                 [
                     experiment.id,
                     change.model_dump_json(),
                     before.model_dump_json(),
-                    json.dumps([c.model_dump() for c in plan]),
+                    plan.model_dump_json(),
                     requested_by,
                     required,
                     experiment.channel,
@@ -143,23 +231,13 @@ class Store:
                 ],
             )
             request_id = int(cur.lastrowid or 0)
-            self._audit(
-                requested_by,
-                "request.created",
-                experiment.id,
-                request_id,
-                {
-                    "change": change.model_dump(mode="json"),
-                    "plan": [c.render() for c in plan],
-                    "fingerprint": before.fingerprint,
-                },
-            )
-        found = self.request(request_id)
-        assert found is not None
-        return found
+            detail = {"change": change.model_dump(mode="json", exclude_none=True), "fingerprint": before.fingerprint}
+            detail["plan"] = [s.render() for s in plan.steps]
+            self._audit(requested_by, "request.created", experiment.id, request_id, detail)
+        return request_id
 
     def request(self, request_id: int) -> ChangeRequest | None:
-        row = self._one("SELECT * FROM requests WHERE id = ?", [request_id])
+        row = _one(self.db, "SELECT * FROM requests WHERE id = ?", [request_id])
         if row is None:
             return None
         approvals = tuple(
@@ -169,20 +247,22 @@ class Store:
         return _request(row, approvals)
 
     def requests(self, statuses: Iterable[RequestStatus], experiment_id: int | None = None) -> list[ChangeRequest]:
-        wanted = [s.value for s in statuses]
+        wanted: list[Any] = [s.value for s in statuses]
         sql = f"SELECT id FROM requests WHERE status IN ({', '.join('?' * len(wanted))})"
         if experiment_id is not None:
-            sql, wanted = sql + " AND experiment_id = ?", [*wanted, str(experiment_id)]
-        found = (self.request(int(r["id"])) for r in self.db.query(sql + " ORDER BY id", wanted))
+            sql, wanted = sql + " AND experiment_id = ?", [*wanted, experiment_id]
+        found = (self.request(int(r["id"])) for r in list(self.db.query(sql + " ORDER BY id", wanted)))
         return [r for r in found if r is not None]
 
     def request_counts(self) -> dict[str, int]:
         rows = self.db.query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status")
         return {r["status"]: r["n"] for r in rows}
 
+    @_writes
     def set_request_message(self, request_id: int, channel: str, ts: str) -> None:
-        self.db.execute("UPDATE requests SET channel = ?, message_ts = ? WHERE id = ?", [channel, ts, request_id])
+        self._wdb.execute("UPDATE requests SET channel = ?, message_ts = ? WHERE id = ?", [channel, ts, request_id])
 
+    @_writes
     def transition(
         self,
         request_id: int,
@@ -194,41 +274,115 @@ class Store:
     ) -> bool:
         """Move a request from one of `from_` to `to` with its audit row; False if someone else moved it first."""
         sources = [s.value for s in from_]
-        with self.db.atomic():
-            cur = self.db.execute(
+        with self._wdb.atomic():
+            cur = self._wdb.execute(
                 f"UPDATE requests SET status = ?, decided_by = COALESCE(?, decided_by),"
                 f" outcome = COALESCE(?, outcome) WHERE id = ? AND status IN ({', '.join('?' * len(sources))})",
                 [to.value, actor if to.final else None, outcome, request_id, *sources],
             )
             if cur.rowcount != 1:
                 return False
-            row = self._one("SELECT experiment_id FROM requests WHERE id = ?", [request_id])
-            assert row is not None
-            self._audit(
-                actor,
-                f"request.{to.value}",
-                int(row["experiment_id"]),
-                request_id,
-                {"from": sources, **(detail or {}), **({"outcome": outcome} if outcome else {})},
-            )
+            extra = {"from": sources, **(detail or {}), **({"outcome": outcome} if outcome else {})}
+            self._audit(actor, f"request.{to.value}", self._experiment_of(request_id), request_id, extra)
         return True
 
+    @_writes
     def add_approval(self, request_id: int, user: str) -> bool:
         """Record an approval while the request is pending; False for a repeat or a request no longer pending."""
-        with self.db.atomic():
-            cur = self.db.execute(
+        with self._wdb.atomic():
+            cur = self._wdb.execute(
                 "INSERT OR IGNORE INTO approvals (request_id, user, at) SELECT ?, ?, ? "
                 "WHERE EXISTS (SELECT 1 FROM requests WHERE id = ? AND status = 'pending')",
                 [request_id, user, now().isoformat(), request_id],
             )
             if cur.rowcount != 1:
                 return False
-            row = self._one("SELECT experiment_id FROM requests WHERE id = ?", [request_id])
-            assert row is not None
-            self._audit(user, "request.approval", int(row["experiment_id"]), request_id, {})
+            self._audit(user, "request.approval", self._experiment_of(request_id), request_id, {})
         return True
 
+    # -- leases: one change in flight per experiment, owned by one process ----------------------
+    @_writes
+    def take_lease(self, experiment_id: int, request_id: int, owner: str, ttl: timedelta) -> bool:
+        """Own the experiment for applying `request_id`, if nobody holds it or the holder's lease ran out."""
+        stamp = now()
+        cur = self._wdb.execute(
+            "INSERT INTO leases (experiment_id, request_id, owner, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (experiment_id) DO UPDATE SET request_id = excluded.request_id, owner = excluded.owner,"
+            " expires_at = excluded.expires_at WHERE leases.expires_at < ?",
+            [experiment_id, request_id, owner, (stamp + ttl).isoformat(), stamp.isoformat()],
+        )
+        return cur.rowcount == 1
+
+    @_writes
+    def renew_lease(self, experiment_id: int, owner: str, ttl: timedelta) -> bool:
+        cur = self._wdb.execute(
+            "UPDATE leases SET expires_at = ? WHERE experiment_id = ? AND owner = ?",
+            [(now() + ttl).isoformat(), experiment_id, owner],
+        )
+        return cur.rowcount == 1
+
+    @_writes
+    def release_lease(self, experiment_id: int, owner: str) -> None:
+        self._wdb.execute("DELETE FROM leases WHERE experiment_id = ? AND owner = ?", [experiment_id, owner])
+
+    def lease_holder(self, experiment_id: int) -> tuple[int, str] | None:
+        row = _one(
+            self.db,
+            "SELECT * FROM leases WHERE experiment_id = ? AND expires_at >= ?",
+            [experiment_id, now().isoformat()],
+        )
+        return (int(row["request_id"]), str(row["owner"])) if row else None
+
+    # -- the step journal --------------------------------------------------------------------
+    @_writes
+    def step_sent(self, request_id: int, idx: int, step: Step) -> None:
+        self._wdb.execute(
+            "INSERT INTO steps (request_id, idx, status, step, sent_at) VALUES (?, ?, 'sent', ?, ?)"
+            " ON CONFLICT (request_id, idx) DO UPDATE SET status = 'sent', step = excluded.step,"
+            " sent_at = excluded.sent_at, finished_at = NULL, error = NULL",
+            [request_id, idx, step.model_dump_json(), now().isoformat()],
+        )
+
+    @_writes
+    def step_finished(
+        self,
+        request_id: int,
+        idx: int,
+        status: str,
+        answer: Answer | None,
+        error: str | None = None,
+        actor: str = "expbot",
+    ) -> None:
+        """Record a step's outcome (`done`, `failed` or `unknown`) and its audit row, in one transaction."""
+        with self._wdb.atomic():
+            self._wdb.execute(
+                "UPDATE steps SET status = ?, finished_at = ?, http_status = ?, answer = ?, error = ?"
+                " WHERE request_id = ? AND idx = ?",
+                [
+                    status,
+                    now().isoformat(),
+                    answer.status if answer else None,
+                    json.dumps(answer.data)[:20000] if answer else None,
+                    error,
+                    request_id,
+                    idx,
+                ],
+            )
+            row = _one(self._wdb, "SELECT step FROM steps WHERE request_id = ? AND idx = ?", [request_id, idx])
+            step = Step.model_validate_json(row["step"]) if row else None
+            detail: dict[str, Any] = {"call": step.render() if step else "?", "step": idx + 1, "status": status}
+            if answer is not None:
+                detail |= {"http_status": answer.status, "ids": answer.ids()}
+            if error:
+                detail["error"] = error
+            self._audit(actor, "provider.call", self._experiment_of(request_id), request_id, detail)
+
+    def journal(self, request_id: int) -> dict[int, JournalEntry]:
+        rows = self.db.query("SELECT * FROM steps WHERE request_id = ? ORDER BY idx", [request_id])
+        return {int(r["idx"]): _journal(r) for r in rows}
+
     # -- audit ---------------------------------------------------------------------------------
+    @_writes
     def audit(
         self,
         actor: str,
@@ -243,49 +397,52 @@ class Store:
         rows = self.db.query(
             "SELECT * FROM audit WHERE experiment_id = ? ORDER BY id DESC LIMIT ?", [experiment_id, limit]
         )
-        return [
-            AuditEvent(
-                id=r["id"],
-                ts=datetime.fromisoformat(r["ts"]),
-                actor=r["actor"],
-                experiment_id=r["experiment_id"],
-                request_id=r["request_id"],
-                action=r["action"],
-                detail=json.loads(r["detail"]),
-            )
-            for r in rows
-        ][::-1]
+        return [AuditEvent.model_validate({**r, "detail": json.loads(r["detail"])}) for r in rows][::-1]
 
     def _audit(
         self, actor: str, action: str, experiment_id: int | None, request_id: int | None, detail: dict[str, Any]
     ) -> None:
-        self.db.execute(
+        self._wdb.execute(
             "INSERT INTO audit (ts, actor, experiment_id, request_id, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
             [now().isoformat(), actor, experiment_id, request_id, action, json.dumps(detail, default=str)],
         )
 
+    def _experiment_of(self, request_id: int) -> int:
+        row = _one(self._wdb, "SELECT experiment_id FROM requests WHERE id = ?", [request_id])
+        assert row is not None
+        return int(row["experiment_id"])
+
     # -- sandbox provider records ------------------------------------------------------------
+    @_writes
     def sandbox_insert(self, record: dict[str, Any]) -> str:
-        cur = self.db.execute("INSERT INTO sandbox_experiments (record) VALUES (?)", [json.dumps(record)])
+        cur = self._wdb.execute("INSERT INTO sandbox_experiments (record) VALUES (?)", [json.dumps(record)])
         return f"sbx-{cur.lastrowid}"
 
-    def sandbox_get(self, remote_id: str) -> dict[str, Any] | None:
+    async def sandbox_get(self, remote_id: str) -> dict[str, Any] | None:
         if not remote_id.startswith("sbx-") or not remote_id[4:].isdigit():
             return None
-        row = self._one("SELECT record FROM sandbox_experiments WHERE id = ?", [int(remote_id[4:])])
+        row = _one(self.db, "SELECT record FROM sandbox_experiments WHERE id = ?", [int(remote_id[4:])])
         return json.loads(row["record"]) if row else None
 
+    @_writes
     def sandbox_put(self, remote_id: str, record: dict[str, Any]) -> None:
-        self.db.execute(
+        self._wdb.execute(
             "UPDATE sandbox_experiments SET record = ? WHERE id = ?", [json.dumps(record), int(remote_id[4:])]
         )
 
-    def sandbox_all(self) -> list[dict[str, Any]]:
+    async def sandbox_all(self) -> list[dict[str, Any]]:
         rows = self.db.query("SELECT id, record FROM sandbox_experiments ORDER BY id")
         return [{**json.loads(r["record"]), "id": f"sbx-{r['id']}"} for r in rows]
 
-    def _one(self, sql: str, args: list[Any]) -> dict[str, Any] | None:
-        return next(iter(self.db.query(sql, args)), None)
+
+def _one(db: Database, sql: str, args: list[Any]) -> dict[str, Any] | None:
+    """One row as a dict; the cursor is closed at once so no read transaction stays open."""
+    cur = db.execute(sql, args)
+    try:
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+    finally:
+        cur.close()
 
 
 def _experiment(row: dict[str, Any]) -> Experiment:
@@ -295,3 +452,14 @@ def _experiment(row: dict[str, Any]) -> Experiment:
 def _request(row: dict[str, Any], approvals: tuple[Approval, ...]) -> ChangeRequest:
     decoded = {key: json.loads(row[key]) for key in ("change", "before", "plan")}
     return ChangeRequest.model_validate({**row, **decoded, "approvals": approvals})
+
+
+def _journal(row: dict[str, Any]) -> JournalEntry:
+    answer = (
+        None
+        if row["http_status"] is None
+        else Answer(status=row["http_status"], data=json.loads(row["answer"] or "null"))
+    )
+    return JournalEntry(
+        idx=row["idx"], status=row["status"], step=json.loads(row["step"]), answer=answer, error=row["error"]
+    )

@@ -1,12 +1,13 @@
-"""Slack Web API calls for cards, change-request threads, DMs and ephemeral notes."""
+"""Slack Web API calls for cards, change-request threads, DMs and ephemeral notes; messages come built."""
 
 from __future__ import annotations
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.models import ChangeRequest, Experiment
-from bot.views import Message, card, clip, request_message
-from providers.base import ChangeKind
+from bot.mrkdwn import clip
+from bot.views import Message
 
 
 class Threads:
@@ -15,25 +16,23 @@ class Threads:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
 
-    async def post_card(self, exp: Experiment, allowed: frozenset[ChangeKind], label: str) -> tuple[str, str]:
-        msg = card(exp, allowed, label)
+    async def post_card(self, exp: Experiment, msg: Message) -> tuple[str, str]:
         reply = await self.client.chat_postMessage(channel=exp.channel, text=msg.text, blocks=msg.blocks)
         return str(reply["channel"]), str(reply["ts"])
 
-    async def update_card(self, exp: Experiment, allowed: frozenset[ChangeKind], label: str) -> None:
+    async def update_card(self, exp: Experiment, msg: Message) -> None:
         if exp.card_ts:
-            await self._update(exp.channel, exp.card_ts, card(exp, allowed, label))
+            await self.client.chat_update(channel=exp.channel, ts=exp.card_ts, text=msg.text, blocks=msg.blocks)
 
-    async def post_request(self, exp: Experiment, req: ChangeRequest) -> str:
-        msg = request_message(req, exp)
+    async def post_request(self, exp: Experiment, msg: Message) -> str:
         reply = await self.client.chat_postMessage(
             channel=exp.channel, thread_ts=exp.card_ts, text=msg.text, blocks=msg.blocks
         )
         return str(reply["ts"])
 
-    async def update_request(self, exp: Experiment, req: ChangeRequest) -> None:
+    async def update_request(self, req: ChangeRequest, msg: Message) -> None:
         if req.message_ts:
-            await self._update(req.channel, req.message_ts, request_message(req, exp))
+            await self.client.chat_update(channel=req.channel, ts=req.message_ts, text=msg.text, blocks=msg.blocks)
 
     async def say(self, exp: Experiment, text: str) -> None:
         """A plain reply in the experiment's thread."""
@@ -45,5 +44,11 @@ class Threads:
     async def ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
         await self.client.chat_postEphemeral(channel=channel, user=user, text=clip(text, 3900), thread_ts=thread_ts)
 
-    async def _update(self, channel: str, ts: str, msg: Message) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, text=msg.text, blocks=msg.blocks)
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A link to a message, or None when Slack will not give one."""
+        try:
+            reply = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except SlackApiError:
+            return None
+        link = reply.get("permalink")
+        return str(link) if link else None

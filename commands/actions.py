@@ -1,4 +1,4 @@
-"""Buttons: Approve / Reject / Cancel on change requests, and the card's change buttons."""
+"""Buttons: Approve / Reject / Cancel on change requests, and the card's change and action buttons."""
 
 from __future__ import annotations
 
@@ -8,26 +8,33 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.change_forms import NEEDS_INPUT, change_modal
 from bot.errors import UsageError
-from bot.forms import change_modal
 from bot.workflow import Workflow
 from commands.guard import guarded
-from providers.base import Change, ChangeKind
+from providers.models import Change, ChangeKind
 
-NEEDS_INPUT = (ChangeKind.EXPOSURE, ChangeKind.WEIGHTS, ChangeKind.SHIP)
+_NUMBER = re.compile(r"^[0-9]{1,12}$")
+_CHANGES = "|".join(k.value for k in ChangeKind if k is not ChangeKind.ACTION)
 
 
 def _action(body: dict[str, Any]) -> dict[str, Any]:
     return dict(body["actions"][0])
 
 
+def _id(value: object) -> int:
+    """A button's numeric value, or a usage error (never a traceback) for anything else."""
+    if not isinstance(value, str) or not _NUMBER.match(value):
+        raise UsageError("This button is not one expbot made; nothing was changed.")
+    return int(value)
+
+
 def register(app: AsyncApp, workflow: Workflow) -> None:
     guard = guarded(workflow)
-
     decisions = {
-        "request_approve": workflow.approve,
-        "request_reject": workflow.reject,
-        "request_cancel": workflow.cancel,
+        "request_approve": workflow.decisions.approve,
+        "request_reject": workflow.decisions.reject,
+        "request_cancel": workflow.decisions.cancel,
     }
 
     @app.action(re.compile(r"^request_(approve|reject|cancel)$"))
@@ -35,23 +42,31 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
     async def decide(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         action = _action(body)
-        await decisions[action["action_id"]](int(action["value"]), body["user"]["id"])
+        await decisions[action["action_id"]](_id(action.get("value")), body["user"]["id"])
 
     @app.action("card_console")
     async def console(ack: AsyncAck) -> None:
         await ack()
 
-    @app.action(re.compile(r"^card_(start|pause|resume|stop|exposure|weights|ship)$"))
+    @app.action(re.compile(rf"^card_({_CHANGES})$"))
     @guard
     async def card_button(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         action = _action(body)
         kind = ChangeKind(action["action_id"].removeprefix("card_"))
-        exp = workflow.store.experiment(int(action["value"]))
-        if exp is None:
-            raise UsageError("This card's experiment is no longer tracked.")
+        exp = workflow.experiments.by_id(_id(action.get("value")))
         if kind in NEEDS_INPUT:
-            view = change_modal(exp.id, exp.ref, kind, exp.snapshot)
+            opts = workflow.experiments.provider_of(exp).options(exp.snapshot, kind)
+            view = change_modal(exp.id, exp.ref, kind, exp.snapshot, opts)
             await client.views_open(trigger_id=body["trigger_id"], view=view)
         else:
-            await workflow.request_change(exp, Change(kind=kind), body["user"]["id"])
+            await workflow.decisions.request_change(exp, Change(kind=kind), body["user"]["id"])
+
+    @app.action("card_action")
+    @guard
+    async def card_action(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A provider action (no traffic moves): carried out at once, journaled and audited like a change."""
+        await ack()
+        exp_id, _, key = str(_action(body).get("value", "")).partition(":")
+        exp = workflow.experiments.by_id(_id(exp_id))
+        await workflow.decisions.request_change(exp, Change(kind=ChangeKind.ACTION, action=key), body["user"]["id"])

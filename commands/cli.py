@@ -10,8 +10,7 @@ import sys
 from bot.app import build
 from bot.config import ConfigError, Mode, Settings, load_settings
 from commands import register
-
-IMPLEMENTED = ("sandbox",)
+from providers.registry import driver
 
 
 def _settings(mode: Mode) -> Settings:
@@ -33,7 +32,7 @@ def check() -> int:
     print(f"Config file: {settings.config_path or 'none (defaults)'}")
     print(f"Status channel: {settings.channel or 'where each command is typed'}")
     for name in settings.enabled:
-        note = "" if name in IMPLEMENTED else " (credentials present; adapter not in this version yet)"
+        note = "" if driver(name) else " (credentials present; adapter not in this version yet)"
         print(f"Provider enabled: {name}{note}")
     return 0
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.errors import UsageError
-from bot.views import USAGE
-from providers.base import Change, ChangeKind, Status
+from bot.mrkdwn import code as _code
+from bot.texts import USAGE
+from providers.models import Change, ChangeKind, Status
 
 
 class Command(BaseModel):
@@ -46,9 +48,16 @@ class RequestChange(Command):
     change: Change
 
 
-_SIMPLE = {"start": ChangeKind.START, "pause": ChangeKind.PAUSE, "resume": ChangeKind.RESUME, "stop": ChangeKind.STOP}
-_PERCENT = re.compile(r"^(\d{1,3})%?$")
-_PAIR = re.compile(r"^([A-Za-z0-9_.-]+)=(\d{1,3})%?$")
+_SIMPLE = {
+    "start": ChangeKind.START,
+    "pause": ChangeKind.PAUSE,
+    "resume": ChangeKind.RESUME,
+    "stop": ChangeKind.STOP,
+    "archive": ChangeKind.ARCHIVE,
+    "restore": ChangeKind.RESTORE,
+}
+_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d{1,2})?)%?$")
+_PAIR = re.compile(r"^([A-Za-z0-9_.-]+)=(\d{1,3}(?:\.\d{1,2})?)%?$")
 
 
 def _arity(verb: str, args: list[str], least: int, most: int | None) -> None:
@@ -56,7 +65,7 @@ def _arity(verb: str, args: list[str], least: int, most: int | None) -> None:
         raise UsageError(f"`{verb}` needs more arguments.", USAGE[verb])
     if most is not None and len(args) > most:
         extra = " ".join(args[most:])
-        raise UsageError(f"`{verb}` got more arguments than it takes: `{extra}`.", USAGE[verb])
+        raise UsageError(f"`{verb}` got more arguments than it takes: {_code(extra)}.", USAGE[verb])
 
 
 def parse(text: str) -> Command:
@@ -67,7 +76,7 @@ def parse(text: str) -> Command:
     if verb in ("help", "-h", "--help"):
         return Help()
     if verb not in USAGE:
-        raise UsageError(f"I don't know `{verb}`. Try `/experiment help`.", "/experiment <subcommand> …")
+        raise UsageError(f"I don't know {_code(verb)}. Try `/experiment help`.", "/experiment <subcommand> …")
     if verb == "new":
         _arity(verb, args, 0, 1)
         return New(provider=args[0].lower() if args else None)
@@ -85,9 +94,9 @@ def parse(text: str) -> Command:
     if verb == "ramp":
         _arity(verb, args, 2, 2)
         match = _PERCENT.match(args[1])
-        if not match or int(match.group(1)) > 100:
-            raise UsageError(f"`{args[1]}` is not a percentage from 0 to 100.", USAGE[verb])
-        return RequestChange(ref=args[0], change=Change(kind=ChangeKind.EXPOSURE, exposure=int(match.group(1))))
+        if not match or float(match.group(1)) > 100:
+            raise UsageError(f"{_code(args[1])} is not a percentage from 0 to 100.", USAGE[verb])
+        return RequestChange(ref=args[0], change=Change(kind=ChangeKind.EXPOSURE, exposure=float(match.group(1))))
     if verb == "split":
         _arity(verb, args, 2, None)
         return RequestChange(ref=args[0], change=Change(kind=ChangeKind.WEIGHTS, weights=_weights(args[1:])))
@@ -104,19 +113,20 @@ def _list(args: list[str]) -> ListExperiments:
         elif provider is None:
             provider = arg.lower()
         else:
-            raise UsageError(f"`{arg}` is not a status ({', '.join(s.value for s in Status)}).", USAGE["list"])
+            raise UsageError(f"{_code(arg)} is not a status ({', '.join(s.value for s in Status)}).", USAGE["list"])
     return ListExperiments(provider=provider, status=status)
 
 
-def _weights(pairs: list[str]) -> dict[str, int]:
-    weights: dict[str, int] = {}
+def _weights(pairs: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
     for pair in pairs:
         match = _PAIR.match(pair)
-        if not match or int(match.group(2)) > 100:
-            raise UsageError(f"`{pair}` is not `<variant>=<weight>` with a weight from 0 to 100.", USAGE["split"])
+        if not match or float(match.group(2)) > 100:
+            raise UsageError(f"{_code(pair)} is not `<variant>=<weight>` with a weight from 0 to 100.", USAGE["split"])
         if match.group(1) in weights:
-            raise UsageError(f"`{match.group(1)}` is given twice.", USAGE["split"])
-        weights[match.group(1)] = int(match.group(2))
-    if sum(weights.values()) != 100:
-        raise UsageError(f"The weights add up to {sum(weights.values())}; they must add up to 100.", USAGE["split"])
+            raise UsageError(f"{_code(match.group(1))} is given twice.", USAGE["split"])
+        weights[match.group(1)] = float(match.group(2))
+    total = sum(weights.values())
+    if not math.isclose(total, 100, abs_tol=0.01 * len(weights)):
+        raise UsageError(f"The weights add up to {round(total, 2):g}; they must add up to 100.", USAGE["split"])
     return weights

@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.errors import FieldErrors, PermissionDenied, UsageError, explain
 from bot.views import ephemeral
 from bot.workflow import Workflow
-from providers.base import ProviderError
+from providers.errors import ProviderError
 
 log = logging.getLogger("expbot")
 EXPECTED = (UsageError, PermissionDenied, ProviderError, FieldErrors)

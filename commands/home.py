@@ -9,7 +9,8 @@ from slack_sdk.models.blocks import HeaderBlock, MarkdownTextObject, SectionBloc
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.views import clip, experiment_list, help_text
+from bot.mrkdwn import clip
+from bot.texts import experiment_list, help_text
 from bot.workflow import Workflow
 from commands.guard import guarded
 
@@ -21,7 +22,8 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         event = body["event"]
         if event.get("tab") != "home":
             return
-        listing = experiment_list(workflow.list(None, None), workflow.labels)
+        experiments = workflow.experiments
+        listing = experiment_list(experiments.list(None, None), experiments.labels)
         view = View(
             type="home",
             blocks=[

@@ -1,89 +1,109 @@
-"""Modal listeners: the provider select that swaps fields, and the create and change submissions."""
+"""Modal listeners: provider select and rebuilt fields, provider-backed choices, create and change submissions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import FieldErrors, PermissionDenied, UsageError
+from bot.change_forms import CHANGE_CALLBACK, parse_change
+from bot.errors import FieldErrors, PermissionDenied
 from bot.forms import (
-    CHANGE_CALLBACK,
+    CHOICES_ACTION,
     CREATE_CALLBACK,
     PROVIDER_ACTION,
     PROVIDER_BLOCK,
+    REBUILD_ACTION,
     create_modal,
-    parse_change,
     parse_draft,
     submitted,
 )
-from bot.models import Experiment
+from bot.mrkdwn import clip
 from bot.workflow import Workflow
 from commands.guard import guarded
-from providers.base import Change, ChangeKind, ProviderError
+from providers.errors import ProviderError
+from providers.models import ChangeKind
+
+CHOICES_BUDGET = 2.5
+"""Seconds a provider has to list choices: Slack waits 3 s for an options answer."""
+
+
+def _meta(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def register(app: AsyncApp, workflow: Workflow) -> None:
     guard = guarded(workflow)
+    experiments = workflow.experiments
 
     @app.action(PROVIDER_ACTION)
+    @app.action(REBUILD_ACTION)
     @guard
-    async def provider_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def rebuild(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A provider was picked, or a field others depend on changed: rebuild the modal from what is filled in."""
         await ack()
         view = body["view"]
-        chosen = body["actions"][0]["selected_option"]["value"]
-        meta = json.loads(view.get("private_metadata") or "{}")
-        draft = workflow.provider(chosen).draft_model
-        await client.views_update(
-            view_id=view["id"],
-            hash=view.get("hash"),
-            view=create_modal(workflow.labels, chosen, draft, meta.get("channel", "")),
-        )
+        values = submitted(view)
+        provider = experiments.provider(str(values.get(PROVIDER_BLOCK) or _meta(view).get("provider")))
+        if values.get(PROVIDER_BLOCK) != _meta(view).get("provider"):
+            values = {PROVIDER_BLOCK: provider.name}
+        modal = await create_modal(experiments.labels, provider, _meta(view).get("channel", ""), values)
+        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
+
+    @app.options(CHOICES_ACTION)
+    async def choices(ack: AsyncAck, body: dict[str, Any]) -> None:
+        """Options of an external select, read from the provider within Slack's 3 seconds."""
+        view = body.get("view") or {}
+        name = _meta(view).get("provider")
+        provider = workflow.providers.get(str(name))
+        found = []
+        if provider is not None:
+            try:
+                found = await asyncio.wait_for(
+                    provider.choices(body.get("block_id", ""), body.get("value", ""), submitted(view)), CHOICES_BUDGET
+                )
+            except (TimeoutError, ProviderError):
+                found = []
+        options = [{"text": {"type": "plain_text", "text": clip(c.label, 75)}, "value": c.value[:150]} for c in found]
+        await ack(options=options[:100])
 
     @app.view(CREATE_CALLBACK)
     @guard
     async def create(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         view = body["view"]
-        values = submitted(view)
-        meta = json.loads(view.get("private_metadata") or "{}")
+        values, meta = submitted(view), _meta(view)
         chosen = values.get(PROVIDER_BLOCK)
         if not chosen:
             raise FieldErrors({PROVIDER_BLOCK: "Pick a provider."})
-        draft_model = workflow.provider(chosen).draft_model
+        provider = experiments.provider(chosen)
         if chosen != meta.get("provider"):
-            await ack(
-                response_action="update",
-                view=create_modal(workflow.labels, chosen, draft_model, meta.get("channel", "")),
-            )
+            modal = await create_modal(experiments.labels, provider, meta.get("channel", ""), {PROVIDER_BLOCK: chosen})
+            await ack(response_action="update", view=modal)
             return
-        draft = parse_draft(draft_model, values)
+        draft = parse_draft(provider.draft_model, values)
         await ack()
-        await workflow.create(chosen, draft, meta.get("channel", ""), body["user"]["id"])
+        await experiments.create(chosen, draft, meta.get("channel", ""), body["user"]["id"])
 
     @app.view(CHANGE_CALLBACK)
     @guard
     async def change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         view = body["view"]
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = _meta(view)
         kind = ChangeKind(meta["kind"])
-        exp = workflow.store.experiment(int(meta["experiment"]))
-        if exp is None:
-            raise UsageError("This experiment is no longer tracked.")
+        exp = experiments.by_id(int(meta["experiment"]))
         requested = parse_change(kind, submitted(view))
-        _precheck(workflow, exp, requested, kind)
+        first = exp.snapshot.variants[0].key if exp.snapshot.variants else ""
+        block = {ChangeKind.EXPOSURE: "exposure", ChangeKind.SHIP: "variant"}.get(kind, f"weight_{first}")
+        try:  # what is plainly wrong is shown inline, before the slow re-read the request itself does
+            workflow.decisions.plan_check(exp, exp.snapshot, requested)
+        except (ProviderError, PermissionDenied) as err:
+            raise FieldErrors({block: clip(err.detail if isinstance(err, ProviderError) else str(err), 2000)}) from None
         await ack()
-        await workflow.request_change(exp, requested, body["user"]["id"])
-
-
-def _precheck(workflow: Workflow, exp: Experiment, requested: Change, kind: ChangeKind) -> None:
-    """Show what is plainly wrong inline, before the slow re-read the request itself does."""
-    first = exp.snapshot.variants[0].key if exp.snapshot.variants else ""
-    block = {ChangeKind.EXPOSURE: "exposure", ChangeKind.SHIP: "variant"}.get(kind, f"weight_{first}")
-    try:
-        workflow.plan(exp, exp.snapshot, requested)
-    except ProviderError as err:
-        raise FieldErrors({block: err.detail[:2000]}) from None
-    except PermissionDenied as err:
-        raise FieldErrors({block: str(err)[:2000]}) from None
+        await workflow.decisions.request_change(exp, requested, body["user"]["id"])

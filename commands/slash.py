@@ -7,18 +7,21 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import texts
 from bot.forms import create_modal
-from bot.models import RequestStatus
-from bot.views import USAGE, audit_text, ephemeral, experiment_detail, experiment_list, help_text
+from bot.mrkdwn import code
+from bot.texts import USAGE
+from bot.views import ephemeral
 from bot.workflow import Workflow
 from commands.grammar import Audit, Help, ListExperiments, New, RequestChange, Show, Track, parse
 from commands.guard import guarded
 
 COMMAND = "/experiment"
-OPEN = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.APPLYING)
 
 
 def register(app: AsyncApp, workflow: Workflow) -> None:
+    experiments = workflow.experiments
+
     @app.command(COMMAND)
     @guarded(workflow)
     async def experiment(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -26,32 +29,33 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         cmd = parse(command.get("text", ""))
         user, channel = command["user_id"], command["channel_id"]
         if isinstance(cmd, Help):
-            await ack(ephemeral(help_text()))
+            await ack(ephemeral(texts.help_text()))
         elif isinstance(cmd, ListExperiments):
             if cmd.provider:
-                workflow.provider(cmd.provider, USAGE["list"])
-            await ack(ephemeral(experiment_list(workflow.list(cmd.provider, cmd.status), workflow.labels)))
+                experiments.provider(cmd.provider, USAGE["list"])
+            await ack(ephemeral(texts.experiment_list(experiments.list(cmd.provider, cmd.status), experiments.labels)))
         elif isinstance(cmd, Show):
-            exp = workflow.experiment(cmd.ref, USAGE["show"])
-            pending = workflow.store.requests(OPEN, exp.id)
-            await ack(ephemeral(experiment_detail(exp, workflow.labels[exp.provider], pending)))
+            exp = experiments.find(cmd.ref, USAGE["show"])
+            label = experiments.labels[exp.provider]
+            await ack(ephemeral(texts.experiment_detail(exp, label, experiments.open_requests(exp))))
         elif isinstance(cmd, Audit):
-            exp = workflow.experiment(cmd.ref, USAGE["audit"])
-            await ack(ephemeral(audit_text(exp, workflow.store.audit_events(exp.id))))
+            exp = experiments.find(cmd.ref, USAGE["audit"])
+            await ack(ephemeral(texts.audit_text(exp, experiments.audit_events(exp))))
         elif isinstance(cmd, New):
-            draft = workflow.provider(cmd.provider).draft_model if cmd.provider else None
+            provider = experiments.provider(cmd.provider) if cmd.provider else None
             await ack()
-            view = create_modal(workflow.labels, cmd.provider, draft, channel)
+            view = await create_modal(experiments.labels, provider, channel, {})
             await client.views_open(trigger_id=command["trigger_id"], view=view)
         elif isinstance(cmd, Track):
-            workflow.check_untracked(cmd.provider, cmd.remote_id)
-            await ack(ephemeral(f"Looking up `{cmd.remote_id}` on {cmd.provider}…"))
-            exp = await workflow.track(cmd.provider, cmd.remote_id, channel, user)
-            await workflow.threads.ephemeral(channel, user, f"Tracking it as `{exp.ref}`; its card is posted.")
+            await experiments.check_untracked(cmd.provider, cmd.remote_id)
+            await ack(ephemeral(f"Looking up {code(cmd.remote_id)} on {cmd.provider}…"))
+            exp = await experiments.track(cmd.provider, cmd.remote_id, channel, user)
+            await workflow.threads.ephemeral(channel, user, texts.tracking(exp, []))
         elif isinstance(cmd, RequestChange):
-            exp = workflow.experiment(cmd.ref, USAGE[_verb(cmd)])
-            await ack(ephemeral(f"Asking for approval to {cmd.change.describe()} on `{exp.ref}` in its thread…"))
-            await workflow.request_change(exp, cmd.change, user)
+            exp = experiments.find(cmd.ref, USAGE[_verb(cmd)])
+            await ack()
+            req = await workflow.decisions.request_change(exp, cmd.change, user)
+            await workflow.threads.ephemeral(channel, user, texts.asked(req, exp))
 
 
 def _verb(cmd: RequestChange) -> str:

@@ -1,155 +1,74 @@
-"""The provider contract: normalized models, the `Provider` protocol and the `ProviderError` hierarchy."""
+"""The provider contract: the `Provider` protocol, what a provider offers for a snapshot, and shared defaults.
+
+An adapter module has one shape: a pydantic draft model (the API's own create rules), a settings model
+(`[providers.<name>]`), the pure mapping (change → steps, answer → Snapshot) and a class that sends steps
+through `providers/http.py`. `ProviderBase` gives the generic answers an adapter overrides where its API differs.
+"""
 
 from __future__ import annotations
 
 import builtins
-import hashlib
-import json
-from collections.abc import Mapping
-from enum import StrEnum
+import math
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-
-class Status(StrEnum):
-    DRAFT = "draft"
-    IN_REVIEW = "in_review"
-    READY = "ready"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    COMPLETED = "completed"
-    ARCHIVED = "archived"
+from providers.errors import InvalidChange, OutcomeUnknown
+from providers.models import WEIGHT_TOLERANCE, Change, ChangeKind, Snapshot, Status, pct, weights_equal
+from providers.plan import Answer, Plan, Step
 
 
-class ChangeKind(StrEnum):
-    START = "start"
-    PAUSE = "pause"
-    RESUME = "resume"
-    STOP = "stop"
-    EXPOSURE = "exposure"
-    WEIGHTS = "weights"
-    SHIP = "ship"
+class Action(BaseModel):
+    """A provider action that moves no traffic (e.g. "Submit for App Review"): audited, no approval needed."""
 
-
-class Variant(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: str
-    name: str
-    weight: int = Field(ge=0, le=100)
-    is_control: bool = False
-
-
-class Snapshot(BaseModel):
-    """What the provider says about one experiment now, in expbot's own terms."""
-
-    model_config = ConfigDict(frozen=True)
-
-    remote_id: str
-    name: str
-    status: Status
-    exposure: int | None = Field(default=None, ge=0, le=100)
-    variants: tuple[Variant, ...] = ()
-    url: str | None = None
-    version: str | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """A hash of the fields that decide who sees what; approvers approve against it."""
-        material = {
-            "status": self.status.value,
-            "exposure": self.exposure,
-            "variants": [[v.key, v.weight, v.is_control] for v in self.variants],
-        }
-        digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-        return digest[:16]
-
-    def weights(self) -> dict[str, int]:
-        return {v.key: v.weight for v in self.variants}
-
-
-class Change(BaseModel):
-    """One traffic change: a kind plus its value (exposure percent, weights or the winning variant)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: ChangeKind
-    exposure: int | None = Field(default=None, ge=0, le=100)
-    weights: dict[str, int] | None = None
-    variant: str | None = None
-
-    def describe(self) -> str:
-        if self.kind is ChangeKind.EXPOSURE:
-            return f"ramp exposure to {self.exposure}%"
-        if self.kind is ChangeKind.WEIGHTS and self.weights is not None:
-            return "split " + " / ".join(f"{k} {w}%" for k, w in self.weights.items())
-        if self.kind is ChangeKind.SHIP:
-            return f"ship {self.variant}"
-        return self.kind.value
-
-    def preview(self, snap: Snapshot) -> Snapshot:
-        """The snapshot as it should look once this change is applied (shown to approvers)."""
-        status, exposure, weights = snap.status, snap.exposure, snap.weights()
-        if self.kind in _TARGET_STATUS:
-            status = _TARGET_STATUS[self.kind]
-        elif self.kind is ChangeKind.EXPOSURE:
-            exposure = self.exposure
-        elif self.kind is ChangeKind.WEIGHTS and self.weights is not None:
-            weights = dict(self.weights)
-        elif self.kind is ChangeKind.SHIP:
-            status, exposure = Status.COMPLETED, 100
-            weights = {k: 100 if k == self.variant else 0 for k in weights}
-        variants = tuple(v.model_copy(update={"weight": weights.get(v.key, v.weight)}) for v in snap.variants)
-        return snap.model_copy(update={"status": status, "exposure": exposure, "variants": variants})
-
-    def took_effect(self, snap: Snapshot) -> bool:
-        """Whether `snap` shows this change carried out (used to reconcile after a crash)."""
-        if self.kind in (ChangeKind.START, ChangeKind.RESUME):
-            return snap.status is Status.RUNNING
-        if self.kind is ChangeKind.PAUSE:
-            return snap.status is Status.PAUSED
-        if self.kind is ChangeKind.STOP:
-            return snap.status is Status.STOPPED
-        if self.kind is ChangeKind.EXPOSURE:
-            return snap.exposure == self.exposure
-        if self.kind is ChangeKind.WEIGHTS:
-            return snap.weights() == self.weights
-        return snap.status is Status.COMPLETED and snap.weights().get(self.variant or "") == 100
-
-
-_TARGET_STATUS = {
-    ChangeKind.START: Status.RUNNING,
-    ChangeKind.RESUME: Status.RUNNING,
-    ChangeKind.PAUSE: Status.PAUSED,
-    ChangeKind.STOP: Status.STOPPED,
-}
-
-
-class Call(BaseModel):
-    """One HTTP call a plan will make: what approvers see. Never headers or tokens."""
-
-    model_config = ConfigDict(frozen=True)
-
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
-
-    def render(self) -> str:
-        body = "" if self.body is None else " " + json.dumps(self.body, sort_keys=True)
-        return f"{self.method} {self.path}{body}"
+    label: str
 
 
 class Capabilities(BaseModel):
-    """Which change kinds a provider supports in which status."""
+    """What an experiment can do now, given its whole snapshot: the change kinds and the actions."""
 
     model_config = ConfigDict(frozen=True)
 
-    by_status: Mapping[Status, frozenset[ChangeKind]]
+    changes: frozenset[ChangeKind] = frozenset()
+    actions: tuple[Action, ...] = ()
 
-    def allowed(self, status: Status) -> frozenset[ChangeKind]:
-        return self.by_status.get(status, frozenset())
+    def allows(self, change: Change) -> bool:
+        if change.kind is ChangeKind.ACTION:
+            return any(a.key == change.action for a in self.actions)
+        return change.kind in self.changes
+
+
+class ChangeOptions(BaseModel):
+    """The choices a change offers in its modal (Auth0's ramp offers only the next level)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exposure_levels: tuple[float, ...] | None = None
+    exposure_min: float = 0
+    exposure_max: float = 100
+    decimals: bool = False
+    variants: tuple[str, ...] = ()
+
+
+class Choice(BaseModel):
+    """One option of a select whose choices come from the provider (apps, flags, variations …)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: str
+    label: str
+
+
+class Created(BaseModel):
+    """The result of `create`: the experiment, and what could not be created with it (it is still tracked)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    snapshot: Snapshot
+    missing: list[str] = Field(default_factory=list)
 
 
 def _split_commas(value: object) -> object:
@@ -162,50 +81,6 @@ CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
 """A list field entered as comma-separated text in a modal."""
 
 
-class ProviderError(Exception):
-    """Anything a provider refused or failed to do."""
-
-    def __init__(
-        self,
-        provider: str,
-        detail: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"{provider}: {detail}")
-        self.provider = provider
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.retry_after = retry_after
-
-
-class NotFound(ProviderError):
-    """The experiment (or a part of it) does not exist on the provider."""
-
-
-class InvalidChange(ProviderError):
-    """The change is not possible for the experiment as it is now (checked before any call)."""
-
-
-class Conflict(ProviderError):
-    """The provider refused the call because of the experiment's state (HTTP 409)."""
-
-
-class Unauthorized(ProviderError):
-    """Credentials are missing, wrong or lack the role (HTTP 401/403)."""
-
-
-class RateLimited(ProviderError):
-    """The provider asked us to slow down (HTTP 429)."""
-
-
-class Unavailable(ProviderError):
-    """The provider could not be reached or failed (timeouts, 5xx)."""
-
-
 @runtime_checkable
 class Provider(Protocol):
     """What every experiment platform adapter implements."""
@@ -213,55 +88,155 @@ class Provider(Protocol):
     name: ClassVar[str]
     label: ClassVar[str]
     draft_model: ClassVar[type[BaseModel]]
-    capabilities: ClassVar[Capabilities]
 
-    async def create(self, draft: BaseModel) -> Snapshot: ...
+    async def create(self, draft: BaseModel) -> Created: ...
 
     async def get(self, remote_id: str) -> Snapshot: ...
 
     async def list(self, status: Status | None = None) -> builtins.list[Snapshot]: ...
 
-    def plan(self, snapshot: Snapshot, change: Change) -> builtins.list[Call]: ...
+    def canonical_id(self, remote_id: str) -> str: ...
 
-    async def apply(self, remote_id: str, plan: builtins.list[Call]) -> Snapshot: ...
+    def capabilities(self, snapshot: Snapshot) -> Capabilities: ...
+
+    def options(self, snapshot: Snapshot, kind: ChangeKind) -> ChangeOptions: ...
+
+    def check(self, snapshot: Snapshot, change: Change) -> None: ...
+
+    def preview(self, snapshot: Snapshot, change: Change) -> Snapshot: ...
+
+    async def plan(self, snapshot: Snapshot, change: Change) -> Plan: ...
+
+    async def apply(self, step: Step) -> Answer: ...
+
+    async def confirm(self, step: Step, snapshot: Snapshot) -> Answer | None: ...
+
+    def took_effect(self, before: Snapshot, change: Change, after: Snapshot) -> bool: ...
+
+    async def choices(self, field: str, query: str, values: dict[str, Any]) -> builtins.list[Choice]: ...
+
+    async def form_defaults(self, values: dict[str, Any]) -> dict[str, Any]: ...
+
+    def draft_defaults(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
 
 
-def even_weights(count: int) -> list[int]:
-    """Integer weights summing to 100, as even as possible, the remainder on the first ones."""
-    base, extra = divmod(100, count)
-    return [base + (1 if i < extra else 0) for i in range(count)]
+_TARGET_STATUS = {
+    ChangeKind.START: Status.RUNNING,
+    ChangeKind.RESUME: Status.RUNNING,
+    ChangeKind.PAUSE: Status.PAUSED,
+    ChangeKind.STOP: Status.STOPPED,
+    ChangeKind.ARCHIVE: Status.ARCHIVED,
+}
 
 
-def check_change(provider: str, caps: Capabilities, snap: Snapshot, change: Change) -> None:
-    """Refuse, before any call, a change the experiment cannot take in its current state."""
-    allowed = caps.allowed(snap.status)
-    if change.kind not in allowed:
-        can = ", ".join(sorted(k.value for k in allowed)) or "nothing"
-        raise InvalidChange(
-            provider,
-            f"cannot {change.kind.value} an experiment that is {snap.status.value} (it can: {can})",
-            code="invalid_change",
-        )
-    if change.kind is ChangeKind.EXPOSURE:
-        if change.exposure is None:
-            raise InvalidChange(provider, "a ramp needs a percentage", code="invalid_change")
-        if change.exposure == snap.exposure:
-            raise InvalidChange(provider, f"exposure is already {snap.exposure}%", code="no_change")
-    if change.kind is ChangeKind.WEIGHTS:
-        weights = change.weights or {}
-        names = [v.key for v in snap.variants]
-        if sorted(weights) != sorted(names):
-            raise InvalidChange(provider, f"give a weight for every variant: {', '.join(names)}", code="invalid_change")
-        if sum(weights.values()) != 100:
-            raise InvalidChange(
-                provider,
-                f"weights must add up to 100 (they add up to {sum(weights.values())})",
-                code="invalid_change",
+class ProviderBase:
+    """Generic answers for the parts of the protocol most providers share; adapters override what differs."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    draft_model: ClassVar[type[BaseModel]]
+
+    def canonical_id(self, remote_id: str) -> str:
+        return remote_id.strip()
+
+    def capabilities(self, snapshot: Snapshot) -> Capabilities:
+        return Capabilities()
+
+    def options(self, snapshot: Snapshot, kind: ChangeKind) -> ChangeOptions:
+        return ChangeOptions(variants=tuple(v.key for v in snapshot.variants))
+
+    def check(self, snapshot: Snapshot, change: Change) -> None:
+        """Refuse, before any call, a change the experiment cannot take as it is now."""
+        caps = self.capabilities(snapshot)
+        if not caps.allows(change):
+            can = sorted(k.value for k in caps.changes if k is not ChangeKind.ACTION)
+            can += [a.key for a in caps.actions]
+            what = change.action if change.kind is ChangeKind.ACTION else change.kind.value
+            self._refuse(
+                f"cannot {what} an experiment that is {snapshot.status.value} (it can: {', '.join(can) or 'nothing'})"
             )
-        if weights == snap.weights():
-            raise InvalidChange(provider, "the weights are already like that", code="no_change")
-    if change.kind is ChangeKind.SHIP and change.variant not in {v.key for v in snap.variants}:
-        keys = ", ".join(v.key for v in snap.variants)
-        raise InvalidChange(
-            provider, f"there is no variant {change.variant!r} (variants: {keys})", code="invalid_change"
+        if change.kind is ChangeKind.EXPOSURE:
+            self._check_exposure(snapshot, change)
+        elif change.kind is ChangeKind.WEIGHTS:
+            self._check_weights(snapshot, change.weights or {})
+        elif change.kind is ChangeKind.SHIP and snapshot.variant(change.variant or "") is None:
+            keys = ", ".join(v.key for v in snapshot.variants)
+            self._refuse(f"there is no variant {change.variant!r} (variants: {keys})")
+
+    def _check_exposure(self, snapshot: Snapshot, change: Change) -> None:
+        opts = self.options(snapshot, ChangeKind.EXPOSURE)
+        if change.exposure is None:
+            self._refuse("a ramp needs a percentage")
+        assert change.exposure is not None
+        if snapshot.exposure is not None and math.isclose(change.exposure, snapshot.exposure, abs_tol=WEIGHT_TOLERANCE):
+            self._refuse(f"exposure is already {pct(snapshot.exposure)}", "no_change")
+        if opts.exposure_levels is not None and not any(
+            math.isclose(change.exposure, lv) for lv in opts.exposure_levels
+        ):
+            levels = ", ".join(pct(lv) for lv in opts.exposure_levels) or "none left"
+            self._refuse(f"exposure can only move to the next level of its ramp: {levels}")
+        if not opts.exposure_min <= change.exposure <= opts.exposure_max:
+            self._refuse(f"exposure must be from {pct(opts.exposure_min)} to {pct(opts.exposure_max)}")
+
+    def _check_weights(self, snapshot: Snapshot, weights: dict[str, float]) -> None:
+        names = [v.key for v in snapshot.variants]
+        if sorted(weights) != sorted(names):
+            self._refuse(f"give a weight for every variant: {', '.join(names)}")
+        total = sum(weights.values())
+        if not math.isclose(total, 100, abs_tol=WEIGHT_TOLERANCE * len(weights)):
+            self._refuse(f"weights must add up to 100 (they add up to {round(total, 2):g})")
+        if weights_equal(weights, snapshot.weights()):
+            self._refuse("the weights are already like that", "no_change")
+
+    def _refuse(self, detail: str, code: str = "invalid_change") -> None:
+        raise InvalidChange(self.name, detail, code=code)
+
+    def preview(self, snapshot: Snapshot, change: Change) -> Snapshot:
+        """The snapshot as it should look once `change` is applied (shown to approvers)."""
+        status, exposure, weights = snapshot.status, snapshot.exposure, snapshot.weights()
+        if change.kind in _TARGET_STATUS:
+            status = _TARGET_STATUS[change.kind]
+        elif change.kind is ChangeKind.EXPOSURE:
+            exposure = change.exposure
+        elif change.kind is ChangeKind.WEIGHTS and change.weights is not None:
+            weights = dict(change.weights)
+        elif change.kind is ChangeKind.SHIP:
+            status, exposure = Status.COMPLETED, 100
+            weights = {k: 100.0 if k == change.variant else 0.0 for k in weights}
+        variants = tuple(v.model_copy(update={"weight": weights.get(v.key, v.weight)}) for v in snapshot.variants)
+        return snapshot.model_copy(update={"status": status, "exposure": exposure, "variants": variants})
+
+    def took_effect(self, before: Snapshot, change: Change, after: Snapshot) -> bool:
+        """Whether `after` shows `change` carried out (status, exposure and weights as previewed)."""
+        if change.kind is ChangeKind.ACTION:
+            return False
+        want = self.preview(before, change)
+        same_exposure = (want.exposure is None) == (after.exposure is None) and (
+            want.exposure is None or math.isclose(want.exposure, after.exposure or 0, abs_tol=WEIGHT_TOLERANCE)
         )
+        return want.status is after.status and same_exposure and weights_equal(want.weights(), after.weights())
+
+    async def confirm(self, step: Step, snapshot: Snapshot) -> Answer | None:
+        """Find out whether a step left "sent" was carried out; by default the provider cannot tell."""
+        raise OutcomeUnknown(self.name, f"cannot tell whether {step.method} {step.path} was carried out")
+
+    async def choices(self, field: str, query: str, values: dict[str, Any]) -> builtins.list[Choice]:
+        return []
+
+    async def form_defaults(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def draft_defaults(self) -> dict[str, Any]:
+        return {}
+
+    async def aclose(self) -> None:
+        return None
+
+
+def even_weights(count: int, decimals: int = 2) -> list[float]:
+    """Weights summing to 100, as even as the decimals allow, the remainder on the first ones."""
+    units = 100 * 10**decimals
+    share, extra = divmod(units, count)
+    return [(share + (1 if i < extra else 0)) / 10**decimals for i in range(count)]

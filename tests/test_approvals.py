@@ -6,7 +6,6 @@ import asyncio
 import json
 
 from bot.models import RequestStatus
-from providers.base import Call, Change, ChangeKind
 from tests.conftest import Bot, StartBot
 
 
@@ -74,7 +73,7 @@ async def test_expired_request_is_edited_and_refused(start_bot: StartBot) -> Non
     told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "expired" in a["text"])
     assert told[-1].args["user"] == "U2"
     assert bot.store.request(clicked.id).status is RequestStatus.EXPIRED
-    assert await bot.runtime.workflow.expire_due() == 1
+    assert await bot.runtime.workflow.decisions.expire_due() == 1
     for req in (clicked, swept):
         msg = bot.slack.message("C1", req.message_ts)
         assert "Expired" in json.dumps(msg["blocks"]) and not bot.player.has_button(
@@ -158,34 +157,28 @@ async def test_max_step_refuses_big_ramps(start_bot: StartBot) -> None:
     assert (await bot.request("ramp exp-1 30")).change.exposure == 30
 
 
-async def test_provider_failure_is_reported(bot: Bot) -> None:
-    exp = await bot.new_sandbox()
-    store = bot.store
-    ghost = Call(method="POST", path="/sandbox/experiments/sbx-1/ship", body={"variant": "ghost"})
-    started = await bot.runtime.workflow.providers["sandbox"].apply(
-        "sbx-1", [Call(method="PATCH", path="/x", body={"status": "running"})]
-    )
-    store.save_snapshot(exp.id, started)
-    from datetime import timedelta
-
-    from bot.store import now
-
-    req = store.add_request(
-        store.experiment(exp.id),
-        Change(kind=ChangeKind.SHIP, variant="ghost"),
-        started,
-        [ghost],
-        "U1",
-        1,
-        now() + timedelta(hours=1),
-    )
-    ts = await bot.runtime.workflow.threads.post_request(store.experiment(exp.id), req)
-    store.set_request_message(req.id, "C1", ts)
-    await bot.player.click("C1", ts, "request_approve", user="U2")
-    assert await _final(bot, req.id) is RequestStatus.FAILED
+async def test_a_failure_mid_plan_is_reported_step_by_step(bot: Bot) -> None:
+    await bot.new_sandbox()
+    start = await bot.request("start exp-1")
+    await bot.player.click("C1", start.message_ts, "request_approve", user="U2")
+    assert await _final(bot, start.id) is RequestStatus.APPLIED
+    sandbox = bot.runtime.workflow.providers["sandbox"]
+    sandbox.faults.inject("server_error", skip=1)  # type: ignore[attr-defined]
+    ship = await bot.request("ship exp-1 treatment")
+    await bot.player.click("C1", ship.message_ts, "request_approve", user="U2")
+    assert await _final(bot, ship.id) is RequestStatus.FAILED
     note = await bot.slack.wait_for_async("chat.postMessage", lambda a: "*failed*" in a.get("text", ""))
-    assert "no variant 'ghost'" in note[-1].args["text"]
+    text = note[-1].args["text"]
+    assert "1 of 2 step(s) applied" in text and "record the decision" in text and "503 Internal Server Error" in text
+    calls = [e.detail for e in bot.store.audit_events(1, 500) if e.action == "provider.call" and "step" in e.detail]
+    assert [(c["step"], c["status"]) for c in calls if c["call"].startswith(("POST", "PUT"))] == [
+        (1, "done"),
+        (2, "failed"),
+    ]
     await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1" and "failed" in a["text"])
+    snap = await sandbox.get("sbx-1")
+    assert snap.status.value == "running"  # the card shows what the provider says: nothing was rolled out
+    assert "running" in bot.slack.message("C1", bot.store.experiment(1).card_ts)["text"]
 
 
 async def test_missing_user_group_is_explained(start_bot: StartBot) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from bot.errors import UsageError
 from commands.grammar import Audit, Help, ListExperiments, New, RequestChange, Show, Track, parse
-from providers.base import ChangeKind, Status
+from providers.models import ChangeKind, Status
 
 
 @pytest.mark.parametrize(

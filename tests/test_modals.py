@@ -81,14 +81,16 @@ async def test_card_buttons_make_requests(start_bot: StartBot) -> None:
 
 async def test_track_posts_a_card(bot: Bot) -> None:
     sandbox = bot.runtime.workflow.providers["sandbox"]
-    made_elsewhere = await sandbox.create(SandboxDraft(name="Made elsewhere"))
+    made_elsewhere = (await sandbox.create(SandboxDraft(name="Made elsewhere"))).snapshot
     resp = await bot.player.command(f"track sandbox {made_elsewhere.remote_id}")
     assert "Looking up" in resp.json()["text"]
     await bot.slack.wait_for_async("chat.postMessage", lambda a: "Made elsewhere" in a.get("text", ""))
-    exp = bot.store.find_experiment(made_elsewhere.remote_id)
+    exp = bot.store.experiment_by_remote("sandbox", made_elsewhere.remote_id)
     assert exp is not None and exp.card_ts
-    again = await bot.player.command(f"track sandbox {made_elsewhere.remote_id}")
-    assert "already tracked as `exp-1`" in again.json()["text"]
+    for spelling in (made_elsewhere.remote_id, " SBX-01 ".strip(), "sandbox:sbx-1"):
+        again = await bot.player.command(f"track sandbox {spelling.removeprefix('sandbox:')}")
+        answer = again.json()["text"]
+        assert "already tracked as `exp-1`" in answer and f"/archives/C1/p{exp.card_ts.replace('.', '')}" in answer
     await bot.player.command("track sandbox sbx-404")
     told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "does not exist" in a["text"])
     assert told and len(bot.store.experiments()) == 1

@@ -25,8 +25,8 @@ async def test_approved_request_is_applied_on_start(start_bot: StartBot) -> None
     bot = await start_bot()
     await bot.new_sandbox()
     req = await bot.request("ramp exp-1 40")
-    assert bot.store.add_approval(req.id, "U2")
-    assert bot.store.transition(req.id, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
+    assert await bot.store.add_approval(req.id, "U2")
+    assert await bot.store.transition(req.id, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
     bot = await _restart(bot, start_bot)  # crashed between approval and apply
     assert bot.store.request(req.id).status is RequestStatus.APPLIED
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).exposure == 40
@@ -39,14 +39,15 @@ async def test_applying_request_is_confirmed_or_finished_on_start(start_bot: Sta
     done_before_crash = await bot.request("ramp exp-1 40")
     never_sent = await bot.request("start exp-1")
     for req in (done_before_crash, never_sent):
-        bot.store.transition(req.id, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
-        bot.store.transition(req.id, [RequestStatus.APPROVED], RequestStatus.APPLYING, "expbot")
-    await sandbox.apply("sbx-1", done_before_crash.plan)  # the provider got the first call, then we died
+        await bot.store.transition(req.id, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
+        await bot.store.transition(req.id, [RequestStatus.APPROVED], RequestStatus.APPLYING, "expbot")
+    for step in done_before_crash.plan.steps:  # the provider got the call, then we died before the journal said so
+        await sandbox.apply(step)
     bot = await _restart(bot, start_bot)
     first = bot.store.request(done_before_crash.id)
     assert first.status is RequestStatus.APPLIED and "confirmed after a restart" in (first.outcome or "")
     second = bot.store.request(never_sent.id)
-    assert second.status is RequestStatus.FAILED  # the experiment moved (exposure 40) since it was approved
+    assert second.status is RequestStatus.STALE  # the experiment moved (exposure 40) since it was approved
     assert "changed while expbot was down" in (second.outcome or "")
     snap = await bot.runtime.workflow.providers["sandbox"].get("sbx-1")
     assert snap.exposure == 40 and snap.status.value == "draft"
@@ -57,8 +58,8 @@ async def test_applying_request_never_sent_is_sent_on_start(start_bot: StartBot)
     bot = await start_bot()
     await bot.new_sandbox()
     req = await bot.request("start exp-1")
-    bot.store.transition(req.id, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
-    bot.store.transition(req.id, [RequestStatus.APPROVED], RequestStatus.APPLYING, "expbot")
+    await bot.store.transition(req.id, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
+    await bot.store.transition(req.id, [RequestStatus.APPROVED], RequestStatus.APPLYING, "expbot")
     bot = await _restart(bot, start_bot)
     assert bot.store.request(req.id).status is RequestStatus.APPLIED
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "running"

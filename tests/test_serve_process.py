@@ -87,7 +87,8 @@ async def test_the_whole_story_against_a_served_process(
         assert card.args["channel"] == "C1"
 
         ack = await player.command("ramp exp-1 25", user="U1", channel="C1")
-        assert "Asking for approval" in ack.json()["text"]
+        assert ack.status_code == 200 and ack.text == ""  # nothing is claimed before it is true
+        await slack.wait_for_async("chat.postEphemeral", lambda a: "Asked for approval" in a["text"])
         request_msg = await _until(lambda: next(iter(slack.thread("C1", card_ts)), None))
         assert "request_approve" in json.dumps(request_msg["blocks"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
 from datetime import timedelta
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from bot.models import RequestStatus
 from bot.store import Store, now
-from providers.base import Call, Change, ChangeKind, Snapshot, Status, Variant
+from providers.models import Change, ChangeKind, Snapshot, Status, Variant
+from providers.plan import Plan, Step
 
 SNAP = Snapshot(
     remote_id="sbx-1",
@@ -23,19 +25,11 @@ SNAP = Snapshot(
 )
 
 
-def _request(store: Store) -> int:
-    exp, new = store.add_experiment("sandbox", SNAP, "C1", "U1")
+async def _request(store: Store) -> int:
+    exp, new = await store.add_experiment("sandbox", SNAP, "C1", "U1")
     assert new
-    req = store.add_request(
-        exp,
-        Change(kind=ChangeKind.START),
-        SNAP,
-        [Call(method="PATCH", path="/x", body={"status": "running"})],
-        "U1",
-        1,
-        now() + timedelta(hours=1),
-    )
-    return req.id
+    plan = Plan(steps=[Step(method="PATCH", path="/x", body={"status": "running"})])
+    return await store.add_request(exp, Change(kind=ChangeKind.START), SNAP, plan, "U1", 1, now() + timedelta(hours=1))
 
 
 def test_migrations_create_schema_and_wal(tmp_path: Path) -> None:
@@ -46,50 +40,98 @@ def test_migrations_create_schema_and_wal(tmp_path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "requests", "approvals", "audit", "sandbox_experiments"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 2
+    assert {"leases", "steps"} <= tables
 
 
-def test_experiment_is_tracked_once(tmp_path: Path) -> None:
+async def test_experiment_is_tracked_once_and_older_reads_never_win(tmp_path: Path) -> None:
     store = Store(tmp_path / "x.db")
-    first, new1 = store.add_experiment("sandbox", SNAP, "C1", "U1")
-    second, new2 = store.add_experiment("sandbox", SNAP, "C2", "U2")
+    first, new1 = await store.add_experiment("sandbox", SNAP, "C1", "U1")
+    second, new2 = await store.add_experiment("sandbox", SNAP, "C2", "U2")
     assert new1 and not new2 and first.id == second.id
-    assert store.find_experiment("exp-1") == first == store.find_experiment("sbx-1")
-    assert store.find_experiment("exp-99") is None
+    assert store.experiment(1) == first == store.experiment_by_remote("sandbox", "sbx-1")
+    assert store.experiment(99) is None
+    early, late = now(), now() + timedelta(seconds=1)
+    newer = SNAP.model_copy(update={"exposure": 50})
+    assert await store.save_snapshot(1, newer, late)
+    assert not await store.save_snapshot(
+        1, SNAP.model_copy(update={"exposure": 20}), early
+    )  # answered last, read first
+    assert store.experiment(1).snapshot.exposure == 50
 
 
-def test_transition_is_compare_and_set(tmp_path: Path) -> None:
+async def test_a_card_is_claimed_once(tmp_path: Path) -> None:
+    a, b = Store(tmp_path / "x.db"), Store(tmp_path / "x.db")
+    await a.add_experiment("sandbox", SNAP, "C1", "U1")
+    claims = await asyncio.gather(a.claim_card(1, "p1"), b.claim_card(1, "p2"))
+    assert sorted(claims) == [False, True]
+    await a.set_card(1, "C1", "1.5")
+    assert not await b.claim_card(1, "p2") and b.experiment(1).card_ts == "1.5"
+
+
+async def test_leases_are_exclusive_until_released_or_expired(tmp_path: Path) -> None:
+    a, b = Store(tmp_path / "x.db"), Store(tmp_path / "x.db")
+    rid = await _request(a)
+    assert await a.take_lease(1, rid, "p1", timedelta(seconds=60))
+    assert not await b.take_lease(1, rid, "p2", timedelta(seconds=60))
+    assert not await a.take_lease(1, rid, "p1", timedelta(seconds=60))  # not even twice by its holder
+    assert b.lease_holder(1) == (rid, "p1")
+    await a.release_lease(1, "p1")
+    assert await b.take_lease(1, rid, "p2", timedelta(seconds=-1))  # taken, but already run out
+    assert await a.take_lease(1, rid, "p1", timedelta(seconds=60))  # so anyone may take it over
+
+
+async def test_journal_records_each_step_with_its_audit_row(tmp_path: Path) -> None:
+    from providers.plan import Answer
+
+    store = Store(tmp_path / "x.db")
+    rid = await _request(store)
+    step = Step(method="POST", path="/x/decisions", body={"variant": "a"})
+    await store.step_sent(rid, 0, step)
+    assert store.journal(rid)[0].status == "sent"
+    await store.step_finished(rid, 0, "done", Answer(status=201, data={"id": "dec-1"}))
+    await store.step_sent(rid, 1, step)
+    await store.step_finished(rid, 1, "failed", None, "409 no")
+    journal = store.journal(rid)
+    assert journal[0].answer == Answer(status=201, data={"id": "dec-1"}) and journal[1].error == "409 no"
+    calls = [e.detail for e in store.audit_events(1) if e.action == "provider.call"]
+    assert [(c["step"], c["status"]) for c in calls] == [(1, "done"), (2, "failed")] and calls[0]["ids"] == {
+        "id": "dec-1"
+    }
+
+
+async def test_transition_is_compare_and_set(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     a, b = Store(path), Store(path)
-    rid = _request(a)
-    assert a.transition(rid, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
-    assert not b.transition(rid, [RequestStatus.PENDING], RequestStatus.APPROVED, "U3")
-    assert not b.transition(rid, [RequestStatus.PENDING], RequestStatus.CANCELLED, "U1")
+    rid = await _request(a)
+    assert await a.transition(rid, [RequestStatus.PENDING], RequestStatus.APPROVED, "U2")
+    assert not await b.transition(rid, [RequestStatus.PENDING], RequestStatus.APPROVED, "U3")
+    assert not await b.transition(rid, [RequestStatus.PENDING], RequestStatus.CANCELLED, "U1")
     req = b.request(rid)
     assert req is not None and req.status is RequestStatus.APPROVED
     actions = [e.action for e in b.audit_events(req.experiment_id)]
     assert actions == ["request.created", "request.approved"]
 
 
-def test_approval_counts_once_and_only_while_pending(tmp_path: Path) -> None:
+async def test_approval_counts_once_and_only_while_pending(tmp_path: Path) -> None:
     store = Store(tmp_path / "x.db")
-    rid = _request(store)
-    assert store.add_approval(rid, "U2")
-    assert not store.add_approval(rid, "U2")
-    store.transition(rid, [RequestStatus.PENDING], RequestStatus.REJECTED, "U3")
-    assert not store.add_approval(rid, "U4")
+    rid = await _request(store)
+    assert await store.add_approval(rid, "U2")
+    assert not await store.add_approval(rid, "U2")
+    await store.transition(rid, [RequestStatus.PENDING], RequestStatus.REJECTED, "U3")
+    assert not await store.add_approval(rid, "U4")
     req = store.request(rid)
     assert req is not None and [a.user for a in req.approvals] == ["U2"]
 
 
 def _race(path: str, rid: int, user: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     store = Store(path)
-    results.put(store.transition(rid, [RequestStatus.PENDING], RequestStatus.APPROVED, user))
+    results.put(asyncio.run(store.transition(rid, [RequestStatus.PENDING], RequestStatus.APPROVED, user)))
 
 
 def test_only_one_process_wins_a_transition(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
-    rid = _request(Store(path))
+    rid = asyncio.run(_request(Store(path)))
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     procs = [ctx.Process(target=_race, args=(str(path), rid, f"U{i}", results)) for i in range(4)]

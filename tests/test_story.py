@@ -108,10 +108,10 @@ async def test_card_refused_by_slack_is_explained_and_posted_later(bot: Bot) -> 
     assert resp.status_code == 200
     dm = await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1")
     assert "not_in_channel" in dm[-1].args["text"] and "/invite @expbot" in dm[-1].args["text"]
-    exp = bot.store.find_experiment("exp-1")
+    exp = bot.store.experiment(1)
     assert exp is not None and exp.card_ts is None  # tracked all the same: nothing is lost
     req = await bot.request("ramp exp-1 20")
-    exp = bot.store.find_experiment("exp-1")
+    exp = bot.store.experiment(1)
     assert exp.card_ts and bot.slack.message("C1", req.message_ts)["thread_ts"] == exp.card_ts
 
 

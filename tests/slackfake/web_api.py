@@ -282,6 +282,16 @@ class FakeSlack:
             msg["blocks"] = args["blocks"] or []
         return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "text": msg["text"]}
 
+    def _m_chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel")), str(args.get("message_ts"))
+        if (channel, ts) not in self._messages:
+            return {"ok": False, "error": "message_not_found"}
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"https://fake.slack.test/archives/{channel}/p{ts.replace('.', '')}",
+        }
+
     def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel") or not args.get("user"):
             return {"ok": False, "error": "invalid_arguments"}

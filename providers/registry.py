@@ -1,0 +1,76 @@
+"""The one registry of providers (libcloud's DRIVERS): name → module, each module exporting its `DRIVER`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, HttpUrl
+
+from providers.base import Provider
+
+
+class SandboxRecords(Protocol):
+    """Where the sandbox keeps its experiments (the bot's store implements it)."""
+
+    async def sandbox_insert(self, record: dict[str, Any]) -> str: ...
+
+    async def sandbox_get(self, remote_id: str) -> dict[str, Any] | None: ...
+
+    async def sandbox_put(self, remote_id: str, record: dict[str, Any]) -> None: ...
+
+    async def sandbox_all(self) -> list[dict[str, Any]]: ...
+
+
+class ProviderSettings(BaseModel):
+    """`[providers.<name>]` of a provider: non-secret settings, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: HttpUrl | None = None
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the bot hands a provider when it builds it."""
+
+    records: SandboxRecords
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Driver:
+    """How to build one provider: its settings model, the secrets it needs and its factory."""
+
+    name: str
+    label: str
+    settings_model: type[ProviderSettings]
+    secrets: tuple[str, ...]
+    build: Callable[[Any, Deps], Provider]
+
+
+DRIVERS: dict[str, str] = {
+    "sandbox": "providers.sandbox",
+    "appstore": "providers.appstore",
+    "amplitude": "providers.amplitude",
+    "auth0": "providers.auth0",
+    "launchdarkly": "providers.launchdarkly",
+}
+"""Every provider expbot knows, by config name; a module not in this version yet is reported as such."""
+
+
+def driver(name: str) -> Driver | None:
+    """The provider's driver, or None when its adapter is not in this version."""
+    module = DRIVERS.get(name)
+    if module is None:
+        return None
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name == module:
+            return None
+        raise
+    built: Driver = found.DRIVER
+    return built
