@@ -105,6 +105,7 @@ class SandboxProvider(ProviderBase):
     # -- creating ------------------------------------------------------------------------------
     async def create(self, draft: BaseModel) -> Created:
         assert isinstance(draft, SandboxDraft)
+        await self.faults.wait(self.latency)
         token = uuid.uuid4().hex
         record: dict[str, Any] = {"name": draft.name, "status": "draft", "exposure": draft.exposure, "variants": []}
         record |= {"version": 1, "token": token, "decisions": [], "reviews": []}
@@ -189,6 +190,7 @@ class SandboxProvider(ProviderBase):
     # -- sending -------------------------------------------------------------------------------
     async def apply(self, step: Step) -> Answer:
         remote_id = step.path.split("/")[3]
+        await self.faults.wait(self.latency)
         record = await self._load(remote_id)
         answer = self._run(record, step)
         record["version"] = int(record.get("version", 1)) + 1
@@ -197,6 +199,7 @@ class SandboxProvider(ProviderBase):
 
     async def confirm(self, step: Step, snapshot: Snapshot) -> Answer | None:
         """Read the record to see whether a sent decision or review exists (they are not safe to repeat)."""
+        await self.faults.wait(self.latency)
         record = await self._load(snapshot.remote_id)
         kind = step.path.rsplit("/", 1)[-1]
         body = step.body if isinstance(step.body, dict) else {}
