@@ -74,13 +74,15 @@ def _limit(field: FieldInfo, name: str) -> Any:
     return next((getattr(m, name) for m in field.metadata if hasattr(m, name)), None)
 
 
-def _default(field: FieldInfo, defaults: dict[str, Any], name: str) -> Any:
+def field_default(field: FieldInfo, defaults: dict[str, Any], name: str) -> Any:
     if name in defaults:
         return defaults[name]
     return None if field.is_required() else field.get_default(call_default_factory=True)
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{round(value, 4):g}"
     return str(value.value if isinstance(value, Enum) else value)
 
 
@@ -98,7 +100,7 @@ def field_blocks(name: str, field: FieldInfo, default: Any, label: str | None = 
                 f"{name}{ROW}{i}{ROW}{sub}",
                 sub_field,
                 (item.model_dump() if isinstance(item, BaseModel) else dict(item)).get(
-                    sub, _default(sub_field, {}, sub)
+                    sub, field_default(sub_field, {}, sub)
                 ),
                 f"{sub_field.title or sub} ({i + 1})",
             )
@@ -170,9 +172,9 @@ async def create_modal(
     if provider is None:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Pick a provider to see its fields.")]))
     else:
-        defaults = provider.draft_defaults() | await provider.form_defaults(values) | _unflat(values)
+        defaults = provider.draft_defaults() | _unflat(values) | await provider.form_defaults(values)
         for name, field in provider.draft_model.model_fields.items():
-            blocks += field_blocks(name, field, _default(field, defaults, name))
+            blocks += field_blocks(name, field, field_default(field, defaults, name))
         note = "The experiment is created as a draft that serves no traffic; starting it needs an approval."
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
     return View(

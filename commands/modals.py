@@ -45,6 +45,7 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
 
     @app.action(PROVIDER_ACTION)
     @app.action(REBUILD_ACTION)
+    @app.action(CHOICES_ACTION)
     @guard
     async def rebuild(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         """A provider was picked, or a field others depend on changed: rebuild the modal from what is filled in."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
-from providers.base import Action, Capabilities, ChangeOptions, CommaList, Created, ProviderBase, even_weights
+from providers.base import Action, Capabilities, ChangeOptions, Choice, CommaList, Created, ProviderBase, even_weights
 from providers.errors import Conflict, NotFound, OutcomeUnknown, ProviderError
 from providers.faults import FaultKind, FaultPlan, Latency
 from providers.models import Change, ChangeKind, Snapshot, Status, Variant
@@ -32,6 +32,12 @@ _FROM = {
     Status.STOPPED: {Status.RUNNING, Status.PAUSED},
 }
 SUBMIT_REVIEW = Action(key="submit_review", label="Submit for review")
+TEMPLATES = {
+    "two-way": ("A/B: control and one treatment", ["control", "treatment"]),
+    "three-way": ("A/B/C: control and two treatments", ["control", "a", "b"]),
+    "five-way": ("A/B/n: control and four treatments", ["control", "a", "b", "c", "d"]),
+}
+"""Ready-made variant lists the create modal offers (choices read from the provider, as real adapters do)."""
 
 
 class SandboxSettings(ProviderSettings):
@@ -46,6 +52,12 @@ class SandboxDraft(BaseModel):
     """Create fields of a sandbox experiment."""
 
     name: str = Field(title="Name", min_length=1, max_length=80, description="Shown on the card")
+    template: str | None = Field(
+        default=None,
+        title="Start from",
+        description="A ready-made set of variants; picking one fills them in",
+        json_schema_extra={"choices": "template", "rebuild": True},
+    )
     variants: CommaList = Field(
         default=["control", "treatment"],
         title="Variants",
@@ -56,6 +68,7 @@ class SandboxDraft(BaseModel):
     exposure: int = Field(
         default=10, title="Exposure (%)", ge=0, le=100, description="Share of eligible traffic once it starts"
     )
+    sticky: bool = Field(default=True, title="Keep each user in their variant")
 
     @field_validator("name")
     @classmethod
@@ -63,6 +76,13 @@ class SandboxDraft(BaseModel):
         if not value.strip():
             raise ValueError("the name cannot be blank")
         return value.strip()
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and value not in TEMPLATES:
+            raise ValueError(f"no template {value!r}; pick one of the list")
+        return value
 
     @field_validator("variants")
     @classmethod
@@ -108,6 +128,7 @@ class SandboxProvider(ProviderBase):
         await self.faults.wait(self.latency)
         token = uuid.uuid4().hex
         record: dict[str, Any] = {"name": draft.name, "status": "draft", "exposure": draft.exposure, "variants": []}
+        record["sticky"] = draft.sticky
         record |= {"version": 1, "token": token, "decisions": [], "reviews": []}
         try:
             remote_id = await self.faults.write(lambda: self._records.sandbox_insert(record))
@@ -131,6 +152,22 @@ class SandboxProvider(ProviderBase):
 
     async def _by_token(self, token: str) -> str | None:
         return next((str(r["id"]) for r in await self._records.sandbox_all() if r.get("token") == token), None)
+
+    # -- the create form ------------------------------------------------------------------------
+    async def choices(self, field: str, query: str, values: dict[str, Any]) -> builtins.list[Choice]:
+        if field != "template":
+            return []
+        await self.faults.wait(self.latency)
+        wanted = query.strip().lower()
+        return [
+            Choice(value=key, label=f"{key} · {label}")
+            for key, (label, _) in TEMPLATES.items()
+            if wanted in key or wanted in label.lower()
+        ]
+
+    async def form_defaults(self, values: dict[str, Any]) -> dict[str, Any]:
+        template = TEMPLATES.get(str(values.get("template")))
+        return {"variants": template[1]} if template else {}
 
     # -- what an experiment can do ------------------------------------------------------------
     def capabilities(self, snapshot: Snapshot) -> Capabilities:

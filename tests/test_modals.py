@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import BaseModel, Field
+
+from bot.errors import FieldErrors
+from bot.forms import field_blocks, field_default, parse_draft, submitted
 from bot.models import RequestStatus
 from providers.sandbox import SandboxDraft
 from tests.conftest import Bot, StartBot
@@ -37,6 +42,30 @@ async def test_new_without_provider_swaps_fields_in_place(bot: Bot) -> None:
     await bot.slack.wait_for_async("chat.postMessage", lambda a: "Pricing page" in a.get("text", ""))
     exp = bot.store.experiments()[-1]
     assert [v.weight for v in exp.snapshot.variants] == [34, 33, 33]
+
+
+async def test_choices_come_from_the_provider_and_a_pick_rebuilds_the_modal(bot: Bot) -> None:
+    await bot.player.command("new sandbox")
+    await bot.slack.wait_for_async("views.open")
+    view_id = list(bot.slack.views)[-1]
+    template = next(b for b in bot.slack.view(view_id)["blocks"] if b.get("block_id") == "template")
+    assert template["element"]["type"] == "external_select" and template["element"]["min_query_length"] == 0
+    assert template["dispatch_action"] is True
+    sticky = next(b for b in bot.slack.view(view_id)["blocks"] if b.get("block_id") == "sticky")
+    assert sticky["element"]["type"] == "checkboxes" and sticky["element"]["initial_options"]
+    offered = await bot.player.suggest(view_id, "template", "")
+    assert [o["value"] for o in offered] == ["two-way", "three-way", "five-way"]
+    assert [o["value"] for o in await bot.player.suggest(view_id, "template", "A/B/C")] == ["three-way"]
+    await bot.player.select_in_view(view_id, "choices", "five-way")
+    updated = (await bot.slack.wait_for_async("views.update"))[-1].args["view"]
+    variants = next(b for b in updated["blocks"] if b.get("block_id") == "variants")
+    assert variants["element"]["initial_value"] == "control, a, b, c, d"
+    resp = await bot.player.submit(view_id, {"name": "Five ways", "sticky": []})
+    assert resp.status_code == 200 and resp.text == ""
+    exp = await bot.until(lambda: next(iter(bot.store.experiments()), None))
+    assert len(exp.snapshot.variants) == 5
+    record = await bot.store.sandbox_get(exp.remote_id)
+    assert record is not None and record["sticky"] is False
 
 
 async def test_submit_without_provider_is_an_inline_error(bot: Bot) -> None:
@@ -111,3 +140,47 @@ async def test_slack_rate_limit_is_retried(bot: Bot) -> None:
     exp = await bot.new_sandbox("Retried")
     assert bot.slack.message("C1", exp.card_ts) is not None
     assert len(bot.slack.calls("chat.postMessage")) == 2
+
+
+class _Row(BaseModel):
+    key: str = Field(min_length=1)
+    weight: float = Field(ge=0, le=100)
+
+
+class _Rows(BaseModel):
+    name: str
+    rows: list[_Row] = Field(default_factory=lambda: [_Row(key="control", weight=50), _Row(key="b", weight=50)])
+    fast: bool = False
+
+
+def test_repeated_rows_and_checkboxes_round_trip() -> None:
+    blocks = [b.to_dict() for n, f in _Rows.model_fields.items() for b in field_blocks(n, f, field_default(f, {}, n))]
+    ids = [b["block_id"] for b in blocks]
+    assert ids == ["name", "rows.0.key", "rows.0.weight", "rows.1.key", "rows.1.weight", "fast"]
+    assert blocks[2]["element"] == {
+        "type": "number_input",
+        "action_id": "value",
+        "is_decimal_allowed": True,
+        "initial_value": "50",
+        "min_value": "0",
+        "max_value": "100",
+    }
+    assert blocks[-1]["element"]["type"] == "checkboxes" and blocks[-1]["optional"] is True
+    view = {
+        "state": {
+            "values": {
+                "name": {"value": {"type": "plain_text_input", "value": "N"}},
+                "rows.0.key": {"value": {"type": "plain_text_input", "value": "control"}},
+                "rows.0.weight": {"value": {"type": "number_input", "value": "25.5"}},
+                "rows.1.key": {"value": {"type": "plain_text_input", "value": "b"}},
+                "rows.1.weight": {"value": {"type": "number_input", "value": "74.5"}},
+                "fast": {"value": {"type": "checkboxes", "selected_options": [{"value": "true"}]}},
+            }
+        }
+    }
+    parsed = parse_draft(_Rows, submitted(view))
+    assert parsed == _Rows(name="N", rows=[_Row(key="control", weight=25.5), _Row(key="b", weight=74.5)], fast=True)
+    view["state"]["values"]["rows.1.weight"]["value"]["value"] = "140"
+    with pytest.raises(FieldErrors) as err:
+        parse_draft(_Rows, submitted(view))
+    assert list(err.value.errors) == ["rows.1.weight"]

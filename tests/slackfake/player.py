@@ -177,6 +177,10 @@ class SlackPlayer:
                 picked = next((o for o in options if o["value"] == value), None)
                 assert picked is not None, f"{value!r} is not an option of {element.get('action_id')}"
             return {"type": kind, "selected_option": picked}
+        if kind == "external_select":
+            if value is None:
+                return {"type": kind, "selected_option": element.get("initial_option")}
+            return {"type": kind, "selected_option": {"text": {"type": "plain_text", "text": value}, "value": value}}
         if kind in ("multi_static_select", "checkboxes"):
             options = element.get("options") or []
             picked_many = (
@@ -213,6 +217,28 @@ class SlackPlayer:
         )
         return view
 
+    async def suggest(self, view_id: str, block_id: str, query: str = "", *, user: str = "U1") -> list[dict[str, Any]]:
+        """Open an external select as Slack does (a `block_suggestion`) and return the options the app answered."""
+        view = self._view_payload(view_id, {})
+        block = next(b for b in view["blocks"] if b.get("block_id") == block_id)
+        resp = await self._interactive(
+            {
+                "type": "block_suggestion",
+                "user": self._user(user),
+                "container": {"type": "view", "view_id": view_id},
+                "api_app_id": self.api_app_id,
+                "token": "legacy-verification-token",
+                "action_id": block["element"]["action_id"],
+                "block_id": block_id,
+                "value": query,
+                "team": {"id": self.team_id, "domain": "fake"},
+                "view": view,
+            }
+        )
+        assert resp.status_code == 200, resp.text
+        options: list[dict[str, Any]] = resp.json()["options"]
+        return options
+
     async def select_in_view(self, view_id: str, action_id: str, value: str, *, user: str = "U1") -> httpx.Response:
         view = self._view_payload(view_id, {})
         found = next(
@@ -225,7 +251,10 @@ class SlackPlayer:
         )
         assert found is not None, f"view {view_id} has no element {action_id}"
         block, element = found
-        option = next((o for o in element.get("options", []) if o["value"] == value), None)
+        offered = element.get("options", [])
+        if element["type"] == "external_select":
+            offered = await self.suggest(view_id, block["block_id"], "", user=user)
+        option = next((o for o in offered if o["value"] == value), None)
         assert option is not None, f"{value!r} is not an option of {action_id}"
         view["state"]["values"][block["block_id"]] = {action_id: {"type": element["type"], "selected_option": option}}
         return await self._interactive(
