@@ -252,6 +252,12 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
     providers = _provider_settings(file.providers, where, problems)
     enabled, provider_problems, secrets = enabled_providers(env)
     problems.extend(provider_problems)
+    for name in enabled:
+        found = driver(name)
+        if found is not None:
+            options = providers.get(name) or found.settings_model()
+            plain = {k: v.get_secret_value() for k, v in secrets.get(name, {}).items()}
+            problems.extend(found.validate(options, plain))
     if problems:
         raise ConfigError(problems)
     api_url = env.slack_api_url if env.slack_api_url.endswith("/") else env.slack_api_url + "/"

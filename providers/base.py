@@ -119,6 +119,8 @@ class Provider(Protocol):
 
     def draft_defaults(self) -> dict[str, Any]: ...
 
+    async def verify(self) -> str: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -230,6 +232,12 @@ class ProviderBase:
 
     def draft_defaults(self) -> dict[str, Any]:
         return {}
+
+    async def verify(self) -> str:
+        """For `expbot check`: prove the credentials work and the configured project/app/tenant is reachable;
+        return one line saying what was checked, or raise a `ProviderError`."""
+        found = await self.list()
+        return f"{len(found)} experiment(s) visible"
 
     async def aclose(self) -> None:
         return None

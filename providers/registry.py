@@ -40,15 +40,24 @@ class Deps:
     secrets: Mapping[str, str] = field(default_factory=dict)
 
 
+def _no_problems(settings: Any, secrets: Mapping[str, str]) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class Driver:
-    """How to build one provider: its settings model, the secrets it needs and its factory."""
+    """How to build one provider: its settings model, the secrets it needs, a start-up check and its factory.
+
+    `validate(settings, secrets)` returns start-up problems (each naming the variable or setting, never a
+    secret's value), e.g. "APPSTORE_PRIVATE_KEY_PATH: /x.p8 cannot be read"; they stop start-up with the others.
+    """
 
     name: str
     label: str
     settings_model: type[ProviderSettings]
     secrets: tuple[str, ...]
     build: Callable[[Any, Deps], Provider]
+    validate: Callable[[Any, Mapping[str, str]], list[str]] = _no_problems
 
 
 DRIVERS: dict[str, str] = {

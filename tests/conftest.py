@@ -34,7 +34,8 @@ def slack() -> Iterator[FakeSlack]:
     fake.stop()
 
 
-def env_for(slack: FakeSlack, tmp_path: Path, config: str = "", db: str = "expbot.db") -> Env:
+def env_for(slack: FakeSlack, tmp_path: Path, config: str = "", db: str = "expbot.db", **extra: str) -> Env:
+    """Settings for a bot under test; `extra` sets more variables by field name (e.g. `amplitude_api_key`)."""
     cfg = tmp_path / "expbot.toml"
     cfg.write_text(config)
     return Env(
@@ -44,6 +45,7 @@ def env_for(slack: FakeSlack, tmp_path: Path, config: str = "", db: str = "expbo
         slack_api_url=slack.api_url,
         expbot_config=str(cfg),
         expbot_db=str(tmp_path / db),
+        **extra,
     )
 
 
@@ -119,8 +121,9 @@ StartBot = Callable[..., Awaitable[Bot]]
 async def start_bot(slack: FakeSlack, tmp_path: Path) -> AsyncIterator[StartBot]:
     bots: list[Bot] = []
 
-    async def start(config: str = "") -> Bot:
-        settings = load_settings("serve", env_for(slack, tmp_path, config))
+    async def start(config: str = "", **env: str) -> Bot:
+        """Start the bot with a config file and extra environment variables (by field name)."""
+        settings = load_settings("serve", env_for(slack, tmp_path, config, **env))
         runtime = build(settings, register)
         server = uvicorn.Server(
             uvicorn.Config(runtime.asgi(), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
