@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from abc import ABC, abstractmethod
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -133,12 +134,27 @@ _TARGET_STATUS = {
 }
 
 
-class ProviderBase:
+class ProviderBase(ABC):
     """Generic answers for the parts of the protocol most providers share; adapters override what differs."""
 
     name: ClassVar[str]
     label: ClassVar[str]
     draft_model: ClassVar[type[BaseModel]]
+
+    @abstractmethod
+    async def create(self, draft: BaseModel) -> Created: ...
+
+    @abstractmethod
+    async def get(self, remote_id: str) -> Snapshot: ...
+
+    @abstractmethod
+    async def list(self, status: Status | None = None) -> builtins.list[Snapshot]: ...
+
+    @abstractmethod
+    async def plan(self, snapshot: Snapshot, change: Change) -> Plan: ...
+
+    @abstractmethod
+    async def apply(self, step: Step) -> Answer: ...
 
     def canonical_id(self, remote_id: str) -> str:
         return remote_id.strip()
