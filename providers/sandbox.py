@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import builtins
-import re
 import uuid
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel
 
-from providers.base import Action, Capabilities, ChangeOptions, Choice, CommaList, Created, ProviderBase, even_weights
+from providers.base import Action, Capabilities, ChangeOptions, Choice, Created, ProviderBase, even_weights
 from providers.errors import Conflict, NotFound, OutcomeUnknown, ProviderError
-from providers.faults import FaultKind, FaultPlan, Latency
+from providers.faults import FaultPlan
 from providers.models import Change, ChangeKind, Snapshot, Status, Variant
 from providers.plan import Answer, Plan, Step
-from providers.registry import Deps, Driver, ProviderSettings
+from providers.registry import Deps, Driver
+from providers.sandbox_forms import TEMPLATES, SandboxDraft, SandboxSettings
 
-_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+__all__ = ["DRIVER", "SandboxDraft", "SandboxProvider", "SandboxSettings"]
+
 _TUNE = frozenset({ChangeKind.EXPOSURE, ChangeKind.WEIGHTS})
 _CHANGES = {
     Status.DRAFT: frozenset({ChangeKind.START, ChangeKind.ARCHIVE}) | _TUNE,
@@ -32,67 +33,6 @@ _FROM = {
     Status.STOPPED: {Status.RUNNING, Status.PAUSED},
 }
 SUBMIT_REVIEW = Action(key="submit_review", label="Submit for review")
-TEMPLATES = {
-    "two-way": ("A/B: control and one treatment", ["control", "treatment"]),
-    "three-way": ("A/B/C: control and two treatments", ["control", "a", "b"]),
-    "five-way": ("A/B/n: control and four treatments", ["control", "a", "b", "c", "d"]),
-}
-"""Ready-made variant lists the create modal offers (choices read from the provider, as real adapters do)."""
-
-
-class SandboxSettings(ProviderSettings):
-    """`[providers.sandbox]`: a latency for every call and a fault for writes, for demos, benchmarks and tests."""
-
-    latency: Latency = Field(default=0.0, description='every call takes this long, e.g. "400ms" or "2s"')
-    fault: FaultKind = Field(default="none", description="how writes fail: conflict, stale, server_error, …")
-    fault_rate: float = Field(default=1.0, ge=0, le=1, description="share of writes that fail when a fault is set")
-
-
-class SandboxDraft(BaseModel):
-    """Create fields of a sandbox experiment."""
-
-    name: str = Field(title="Name", min_length=1, max_length=80, description="Shown on the card")
-    template: str | None = Field(
-        default=None,
-        title="Start from",
-        description="A ready-made set of variants; picking one fills them in",
-        json_schema_extra={"choices": "template", "rebuild": True},
-    )
-    variants: CommaList = Field(
-        default=["control", "treatment"],
-        title="Variants",
-        min_length=2,
-        max_length=5,
-        description="2 to 5 comma-separated keys (lower case, digits, - or _); the first is the control",
-    )
-    exposure: int = Field(
-        default=10, title="Exposure (%)", ge=0, le=100, description="Share of eligible traffic once it starts"
-    )
-    sticky: bool = Field(default=True, title="Keep each user in their variant")
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the name cannot be blank")
-        return value.strip()
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, value: str | None) -> str | None:
-        if value is not None and value not in TEMPLATES:
-            raise ValueError(f"no template {value!r}; pick one of the list")
-        return value
-
-    @field_validator("variants")
-    @classmethod
-    def _keys(cls, value: list[str]) -> list[str]:
-        for key in value:
-            if not _KEY.match(key):
-                raise ValueError(f"{key!r} is not a valid key: start with a-z, then a-z 0-9 - _ (≤ 32)")
-        if len(set(value)) != len(value):
-            raise ValueError("variant keys must be different")
-        return value
 
 
 class SandboxProvider(ProviderBase):

@@ -114,8 +114,9 @@ async def test_track_posts_a_card(bot: Bot) -> None:
     resp = await bot.player.command(f"track sandbox {made_elsewhere.remote_id}")
     assert "Looking up" in resp.json()["text"]
     await bot.slack.wait_for_async("chat.postMessage", lambda a: "Made elsewhere" in a.get("text", ""))
-    exp = bot.store.experiment_by_remote("sandbox", made_elsewhere.remote_id)
-    assert exp is not None and exp.card_ts
+    exp = await bot.until(
+        lambda: (e := bot.store.experiment_by_remote("sandbox", made_elsewhere.remote_id)) and e.card_ts and e
+    )
     for spelling in (made_elsewhere.remote_id, " SBX-01 ".strip(), "sandbox:sbx-1"):
         again = await bot.player.command(f"track sandbox {spelling.removeprefix('sandbox:')}")
         answer = again.json()["text"]
