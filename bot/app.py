@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -17,10 +21,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.config import Settings
+from bot.metrics import CONTENT_TYPE, Metrics
 from bot.policy import Approvers
 from bot.store import Store
 from bot.threads import Threads
@@ -31,6 +36,7 @@ from providers.registry import Deps, driver
 log = logging.getLogger("expbot")
 Register = Callable[[AsyncApp, Workflow], None]
 SWEEP_SECONDS = 30.0
+DELIVER_SECONDS = 1.0
 
 
 def build_providers(settings: Settings, store: Store) -> dict[str, Provider]:
@@ -55,45 +61,53 @@ class Runtime:
     client: AsyncWebClient
     workflow: Workflow
     app: AsyncApp
+    metrics: Metrics
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Recover interrupted requests, then keep recovering orphans and expiring overdue ones in the background."""
+        """Deliver what Slack has not taken yet and recover interrupted requests; then keep doing both."""
+        await self.workflow.experiments.outbox.drain()
         await self.workflow.recover()
-        sweeper = asyncio.create_task(self._sweep())
+        tasks = [asyncio.create_task(self._every(SWEEP_SECONDS, self.workflow.recover, "recovering or expiring"))]
+        tasks.append(asyncio.create_task(self._every(DELIVER_SECONDS, self._deliver, "delivering to Slack")))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.workflow.aclose()
 
-    async def _sweep(self) -> None:
+    async def _deliver(self) -> None:
+        await self.workflow.experiments.outbox.drain()
+
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(seconds)
             try:
-                await self.workflow.recover()
-            except Exception:  # the sweeper must outlive one bad round; the error is logged
-                log.exception("recovering or expiring requests failed")
+                await work()
+            except Exception:  # a background loop must outlive one bad round; the error is logged
+                log.exception("%s failed", what)
 
     def asgi(self) -> Starlette:
-        """HTTP mode: `/slack/events`, `/healthz`, `/metrics`."""
+        """HTTP mode: `/slack/events`, `/healthz`, `/readyz`, `/metrics`."""
         handler = AsyncSlackRequestHandler(self.app)
 
         async def events(request: Request) -> Response:
-            return await handler.handle(request)
+            kind = _kind(request.headers.get("content-type", ""), await request.body())
+            start = time.perf_counter()
+            response = await handler.handle(request)
+            self.metrics.ack_seconds.labels(kind).observe(time.perf_counter() - start)
+            self.metrics.slack_requests.labels(kind, str(response.status_code)).inc()
+            return response
 
         async def healthz(_: Request) -> Response:
-            self.store.request_counts()
             return JSONResponse({"ok": True})
 
         async def metrics(_: Request) -> Response:
-            lines = [
-                f'expbot_requests{{status="{status}"}} {count}' for status, count in self.store.request_counts().items()
-            ]
-            lines.append(f"expbot_experiments {len(self.store.experiments())}")
-            return PlainTextResponse("\n".join(lines) + "\n")
+            return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -122,18 +136,58 @@ class Runtime:
                 await handler.close_async()  # type: ignore[no-untyped-call]
 
 
+class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (honours Retry-After), counting each retry."""
+
+    def __init__(self, metrics: Metrics, max_retry_count: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.metrics = metrics
+
+    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
+        self.metrics.slack_api_retries.labels("ratelimited").inc()
+        await super().prepare_for_next_attempt_async(**kwargs)
+
+
+class _CountedConnectionRetries(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's connection-error handler, counting each retry."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
+        self.metrics.slack_api_retries.labels("connection").inc()
+        await super().prepare_for_next_attempt_async(**kwargs)
+
+
+def _kind(content_type: str, body: bytes) -> str:
+    """What a Slack request is (command, block_actions, view_submission, event …), for metrics only."""
+    if "json" in content_type:
+        return "event"
+    form = parse_qs(body.decode(errors="replace"), max_num_fields=50)
+    if "command" in form:
+        return "command"
+    try:
+        payload = json.loads(form.get("payload", ["{}"])[0])
+    except ValueError:
+        return "unknown"
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    return kind if isinstance(kind, str) and kind.isidentifier() and len(kind) < 40 else "unknown"
+
+
 def build(settings: Settings, register: Register, socket_mode: bool = False) -> Runtime:
     store = Store(settings.db_path)
+    metrics = Metrics(store)
     client = AsyncWebClient(
         token=settings.bot_token.get_secret_value(),
         base_url=settings.api_url,
-        retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+        retry_handlers=[_CountedConnectionRetries(metrics), _CountedRateLimitRetries(metrics, max_retry_count=2)],
     )
     providers = build_providers(settings, store)
-    workflow = Workflow(settings, store, providers, Threads(client), Approvers(client))
+    workflow = Workflow(settings, store, providers, Threads(client), Approvers(client), metrics=metrics)
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
     app = AsyncApp(
         client=client, signing_secret=secret or "socket-mode", request_verification_enabled=not socket_mode, logger=log
     )
     register(app, workflow)
-    return Runtime(settings, store, client, workflow, app)
+    return Runtime(settings, store, client, workflow, app, metrics)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from bot import texts
 from bot.errors import explain
 from bot.experiments import Experiments
-from bot.models import ChangeRequest, Experiment, JournalEntry, RequestStatus
+from bot.models import ChangeRequest, Experiment, JournalEntry, OutboxItem, RequestStatus
 from bot.store import Store, now
 from bot.threads import Threads
 from providers.base import Provider
@@ -41,6 +41,7 @@ class Applier:
         self.store: Store = experiments.store
         self.threads = threads
         self.owner = experiments.owner
+        self.metrics = experiments.metrics
         self.poll = poll
 
     # -- the experiment's lease ----------------------------------------------------------------
@@ -142,7 +143,8 @@ class Applier:
                 return found
         await self.store.step_sent(req.id, i, resolved)
         try:
-            answer = await provider.apply(resolved)
+            with self.metrics.provider_call(provider.name):
+                answer = await provider.apply(resolved)
         except OutcomeUnknown as err:
             answer = await self._after_doubt(provider, req, i, resolved, before, actor, err, bool(answers))
         except ProviderError as err:
@@ -167,7 +169,8 @@ class Applier:
         if found is not None:
             return found
         try:
-            return await provider.apply(step)
+            with self.metrics.provider_call(provider.name):
+                return await provider.apply(step)
         except ProviderError as again:
             status = "unknown" if isinstance(again, OutcomeUnknown) else "failed"
             await self.store.step_finished(req.id, i, status, None, _said(again), actor)
@@ -177,7 +180,8 @@ class Applier:
         self, provider: Provider, req: ChangeRequest, i: int, step: Step, before: Snapshot, actor: str, sent: bool
     ) -> Answer | None:
         try:
-            found = await provider.confirm(step, before)
+            with self.metrics.provider_call(provider.name):
+                found = await provider.confirm(step, before)
         except ProviderError as err:
             await self.store.step_finished(req.id, i, "unknown", None, _said(err), actor)
             doubt = OutcomeUnknown(provider.name, f"{err.detail}; expbot could not tell whether it went through")
@@ -204,14 +208,14 @@ class Applier:
         outcome: str,
         note: str | None = None,
     ) -> None:
-        if not await self.store.transition(req.id, from_, to, "expbot", outcome=outcome):
-            return
-        done, exp = self._load(req.id)
-        exp = await self.experiments.refresh_card(exp.id)
-        await self.threads.update_request(done, self.experiments.request_message(done, exp))
+        _, exp = self._load(req.id)
+        key = f"{req.id}:{to.value}"
+        items = [OutboxItem.card(exp.id), OutboxItem.request(req.id)]
         if note:
-            await self.threads.say(exp, note)
-        await self.threads.dm(req.requested_by, texts.outcome_dm(req, exp, to, outcome))
+            items.append(OutboxItem.note(exp.id, key, note))
+        items.append(OutboxItem.dm(req.requested_by, key, texts.outcome_dm(req, exp, to, outcome)))
+        if await self.store.transition(req.id, from_, to, "expbot", outcome=outcome, deliver=items):
+            await self.experiments.outbox.drain([i.key for i in items])  # a Slack failure is retried, never "try again"
 
     def _load(self, request_id: int) -> tuple[ChangeRequest, Experiment]:
         req = self.store.request(request_id)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from bot import texts
 from bot.apply import Applier
 from bot.config import Settings
 from bot.errors import PermissionDenied, UsageError
 from bot.experiments import Experiments
-from bot.models import ChangeRequest, Experiment, RequestStatus
+from bot.logs import event
+from bot.models import ChangeRequest, Experiment, OutboxItem, RequestStatus
 from bot.policy import Approvers, check_step, expires_at
 from bot.store import Store, now
 from bot.threads import Threads
@@ -15,6 +18,7 @@ from providers.models import Change, Snapshot
 from providers.plan import Plan
 
 PENDING = (RequestStatus.PENDING,)
+log = logging.getLogger("expbot")
 
 
 class Decisions:
@@ -38,7 +42,7 @@ class Decisions:
         a provider action that moves no traffic is carried out at once, through the same journal and audit."""
         snap = await self.experiments.read(exp, user)
         if snap.fingerprint != exp.snapshot.fingerprint or exp.card_ts is None:
-            exp = await self.experiments.refresh_card(exp.id)
+            exp = await self.experiments.refresh_card(exp.id, tell=exp.card_ts is None)
         self.plan_check(exp, snap, change)
         plan: Plan = await self.experiments.provider_of(exp).plan(snap, change)
         policy = self.settings.policy_for(exp.provider)
@@ -54,6 +58,7 @@ class Decisions:
             )
             raise
         await self.store.set_request_message(req.id, exp.channel, ts)
+        event(log, "request.created", f"request #{req.id}: {change.describe()}", experiment=exp.id, request=req.id)
         if not required and await self.store.transition(
             req.id, PENDING, RequestStatus.APPROVED, user, {"approvals": []}
         ):
@@ -85,11 +90,22 @@ class Decisions:
                 f"Your approval of request #{req.id} was already counted, or it is no longer pending."
             )
         req = self._request(req.id)
+        outbox = self.experiments.outbox
         if len(req.approvals) < req.required:
-            await self.threads.update_request(req, self.experiments.request_message(req, exp))
+            await outbox.send([OutboxItem.request(req.id)])
             return
-        approvals = {"approvals": [a.user for a in req.approvals]}
-        if await self.store.transition(req.id, PENDING, RequestStatus.APPROVED, user, approvals):
+        approvers = [a.user for a in req.approvals]
+        edit = [OutboxItem.request(req.id)]
+        if await self.store.transition(
+            req.id,
+            PENDING,
+            RequestStatus.APPROVED,
+            user,
+            {"approvals": approvers},
+            deliver=edit,
+            decided_by=",".join(approvers),
+        ):
+            await outbox.drain([edit[0].key])
             await self.applier.apply(req.id, user)
 
     async def reject(self, request_id: int, user: str) -> None:
@@ -104,12 +120,12 @@ class Decisions:
         await self._decide(req, exp, RequestStatus.CANCELLED, user)
 
     async def _decide(self, req: ChangeRequest, exp: Experiment, to: RequestStatus, user: str) -> None:
-        if not await self.store.transition(req.id, PENDING, to, user):
-            raise PermissionDenied(f"Request #{req.id} was decided a moment ago; nothing was changed.")
-        done = self._request(req.id)
-        await self.threads.update_request(done, self.experiments.request_message(done, exp))
+        items = [OutboxItem.request(req.id)]
         if to is RequestStatus.REJECTED:
-            await self.threads.dm(req.requested_by, texts.rejected_dm(req, exp, user))
+            items.append(OutboxItem.dm(req.requested_by, f"{req.id}:{to.value}", texts.rejected_dm(req, exp, user)))
+        if not await self.store.transition(req.id, PENDING, to, user, deliver=items):
+            raise PermissionDenied(f"Request #{req.id} was decided a moment ago; nothing was changed.")
+        await self.experiments.outbox.drain([i.key for i in items])
 
     async def expire_due(self) -> int:
         """Edit every pending request past its expiry to say so. Returns how many expired."""
@@ -122,9 +138,13 @@ class Decisions:
 
     async def _expire(self, req: ChangeRequest, exp: Experiment) -> bool:
         outcome = "no decision in time; ask again if it is still wanted"
-        if not await self.store.transition(req.id, PENDING, RequestStatus.EXPIRED, "expbot", outcome=outcome):
+        items = [
+            OutboxItem.request(req.id),
+            OutboxItem.dm(req.requested_by, f"{req.id}:expired", texts.expired_dm(req, exp)),
+        ]
+        if not await self.store.transition(
+            req.id, PENDING, RequestStatus.EXPIRED, "expbot", outcome=outcome, deliver=items
+        ):
             return False
-        done = self._request(req.id)
-        await self.threads.update_request(done, self.experiments.request_message(done, exp))
-        await self.threads.dm(req.requested_by, texts.expired_dm(req, exp))
+        await self.experiments.outbox.drain([i.key for i in items])
         return True

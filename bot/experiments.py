@@ -9,8 +9,10 @@ from pydantic import BaseModel
 from bot import texts, views
 from bot.config import Settings
 from bot.errors import UsageError
-from bot.models import AuditEvent, ChangeRequest, Experiment, RequestStatus
+from bot.metrics import Metrics
+from bot.models import AuditEvent, ChangeRequest, Experiment, OutboxItem, RequestStatus
 from bot.mrkdwn import code
+from bot.outbox import Outbox
 from bot.store import Store, now
 from bot.texts import USAGE
 from bot.threads import Threads
@@ -33,9 +35,22 @@ class Experiments:
     """Tracked experiments and their cards; every provider read is audited and stored unless a newer one is."""
 
     def __init__(
-        self, settings: Settings, store: Store, providers: dict[str, Provider], threads: Threads, owner: str
+        self,
+        settings: Settings,
+        store: Store,
+        providers: dict[str, Provider],
+        threads: Threads,
+        owner: str,
+        metrics: Metrics,
     ) -> None:
         self.settings, self.store, self.providers, self.threads, self.owner = settings, store, providers, threads, owner
+        self.metrics = metrics
+        self.outbox = Outbox(store, threads, self.card_message, self.request_message, owner, self._delivered)
+
+    def _delivered(self, kind: str, result: str, error: str | None) -> None:
+        self.metrics.outbox.labels(kind, result).inc()
+        if error:
+            self.metrics.slack_api_errors.labels(error).inc()
 
     # -- lookups -------------------------------------------------------------------------------
     @property
@@ -108,8 +123,10 @@ class Experiments:
         """Read the experiment from its provider (one audit row) and store it unless a newer read is stored."""
         started = now()
         call = {"call": f"get {exp.remote_id}"}
+        provider = self.provider_of(exp)
         try:
-            snap = await self.provider_of(exp).get(exp.remote_id)
+            with self.metrics.provider_call(provider.name):
+                snap = await provider.get(exp.remote_id)
         except ProviderError as err:
             await self.store.audit(
                 actor, "provider.call", exp.id, detail=call | {"status": err.status or "error", "error": err.detail}
@@ -127,20 +144,13 @@ class Experiments:
         except ProviderError:
             return None
 
-    async def refresh_card(self, experiment_id: int) -> Experiment:
-        """Edit the card from the store's latest state; post it if it never made it to Slack (once, by a claim)."""
-        exp = self._get(experiment_id)
-        if exp.card_ts is not None:
-            await self.threads.update_card(exp, self.card_message(exp))
-            return exp
-        if not await self.store.claim_card(exp.id, self.owner):
-            return exp  # someone else is posting it right now
-        try:
-            channel, ts = await self.threads.post_card(exp, self.card_message(self._get(experiment_id)))
-        except BaseException:
-            await self.store.set_card(exp.id, None, None)
-            raise
-        await self.store.set_card(exp.id, channel, ts)
+    async def refresh_card(self, experiment_id: int, tell: bool = False) -> Experiment:
+        """Edit the card from the store's latest state, or post it if it never made it to Slack (through the
+        outbox: one sender at a time, retried until Slack takes it). With `tell`, a refusal retrying cannot fix
+        (expbot not in the channel …) is raised so the user hears why; otherwise it is logged and counted."""
+        refused = await self.outbox.send([OutboxItem.card(experiment_id)])
+        if tell and refused:
+            raise next(iter(refused.values()))
         return self._get(experiment_id)
 
     def _get(self, experiment_id: int) -> Experiment:
@@ -153,7 +163,8 @@ class Experiments:
         provider = self.provider(provider_name)
         started = now()
         try:
-            created = await provider.create(draft)
+            with self.metrics.provider_call(provider.name):
+                created = await provider.create(draft)
         except ProviderError as err:
             detail = {"call": f"create on {provider.name}", "status": err.status or "error", "error": err.detail}
             await self.store.audit(user, "provider.call", detail=detail)
@@ -164,7 +175,7 @@ class Experiments:
             call["missing"] = created.missing
         exp = await self._track(provider, snap, channel, user, "experiment.created", started, call)
         if created.missing:
-            await self.threads.say(exp, texts.missing_note(created.missing))
+            await self.outbox.send([OutboxItem.note(exp.id, "created", texts.missing_note(created.missing))])
         return exp
 
     async def check_untracked(self, provider_name: str, remote_id: str) -> Provider:
@@ -179,7 +190,8 @@ class Experiments:
     async def track(self, provider_name: str, remote_id: str, channel: str, user: str) -> Experiment:
         provider = await self.check_untracked(provider_name, remote_id)
         started = now()
-        snap = await provider.get(provider.canonical_id(remote_id))
+        with self.metrics.provider_call(provider.name):
+            snap = await provider.get(provider.canonical_id(remote_id))
         return await self._track(provider, snap, channel, user, "experiment.tracked", started)
 
     async def _track(
@@ -201,4 +213,4 @@ class Experiments:
             await self.store.audit(user, "provider.call", exp.id, detail=call)
         detail = {"provider": provider.name, "remote_id": snap.remote_id, "fingerprint": snap.fingerprint}
         await self.store.audit(user, action, exp.id, detail=detail)
-        return await self.refresh_card(exp.id)
+        return await self.refresh_card(exp.id, tell=True)

@@ -102,3 +102,54 @@ class AuditEvent(BaseModel):
     request_id: int | None
     action: str
     detail: dict[str, Any]
+
+
+STATEFUL = frozenset({"card", "request"})
+"""Outbox kinds rendered from the store's latest state when sent (edits); the others are events sent once."""
+
+
+class OutboxItem(BaseModel):
+    """A Slack message to deliver: a card or request message (rendered when sent), a thread note or a DM."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    key: str
+    experiment_id: int | None = None
+    request_id: int | None = None
+    target: str | None = None
+    text: str | None = None
+
+    @classmethod
+    def card(cls, experiment_id: int) -> OutboxItem:
+        return cls(kind="card", key=f"card:{experiment_id}", experiment_id=experiment_id)
+
+    @classmethod
+    def request(cls, request_id: int) -> OutboxItem:
+        return cls(kind="request", key=f"request:{request_id}", request_id=request_id)
+
+    @classmethod
+    def note(cls, experiment_id: int, key: str, text: str) -> OutboxItem:
+        return cls(kind="note", key=f"note:{experiment_id}:{key}", experiment_id=experiment_id, text=text)
+
+    @classmethod
+    def dm(cls, user: str, key: str, text: str) -> OutboxItem:
+        return cls(kind="dm", key=f"dm:{user}:{key}", target=user, text=text)
+
+
+class OutboxRow(OutboxItem):
+    """An outbox entry as stored: its version (bumped by each newer state), tries and status."""
+
+    id: int
+    version: int
+    status: str
+    attempts: int
+    last_error: str | None = None
+
+
+class OutboxStats(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    depth: int
+    oldest_age: float | None
+    dead: int

@@ -15,7 +15,18 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from bot.models import Approval, AuditEvent, ChangeRequest, Experiment, JournalEntry, RequestStatus
+from bot.models import (
+    STATEFUL,
+    Approval,
+    AuditEvent,
+    ChangeRequest,
+    Experiment,
+    JournalEntry,
+    OutboxItem,
+    OutboxRow,
+    OutboxStats,
+    RequestStatus,
+)
 from providers.models import Change, Snapshot
 from providers.plan import Answer, Plan, Step
 
@@ -71,6 +82,20 @@ def m002_steps_leases(db: Database) -> None:
             db.execute("UPDATE requests SET plan = ? WHERE id = ?", [json.dumps({"steps": plan}), row["id"]])
 
 
+@migrations()
+def m003_outbox(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, experiment_id INTEGER,
+            request_id INTEGER, target TEXT, text TEXT, version INTEGER NOT NULL DEFAULT 1, status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL, claimed_by TEXT, claim_until TEXT,
+            last_error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+        CREATE INDEX outbox_due ON outbox (status, next_at);
+        """
+    )
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -101,6 +126,8 @@ class Store:
         migrations.apply(self._wdb)
         self.db = self._wdb if self.path == ":memory:" else self._connect(busy_timeout_ms)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expbot-store")
+        self.on_transition: Callable[[int, int, RequestStatus], None] | None = None
+        """Called after every successful transition (metrics and event log lines hang here)."""
 
     def _connect(self, busy_timeout_ms: int) -> Database:
         db = Database(sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout_ms / 1000))
@@ -166,24 +193,8 @@ class Store:
         return [_experiment(r) for r in self.db.query(sql + " ORDER BY id", args)]
 
     @_writes
-    def claim_card(self, experiment_id: int, owner: str) -> bool:
-        """Only the claimant posts a missing card: two refreshes at once never post two."""
-        cur = self._wdb.execute(
-            "UPDATE experiments SET card_claim = ? WHERE id = ? AND card_ts IS NULL AND card_claim IS NULL",
-            [owner, experiment_id],
-        )
-        return cur.rowcount == 1
-
-    @_writes
-    def set_card(self, experiment_id: int, channel: str | None, ts: str | None) -> None:
-        """Record the posted card (or, with ts None, give up the claim after a failed post)."""
-        if ts is None:
-            self._wdb.execute("UPDATE experiments SET card_claim = NULL WHERE id = ?", [experiment_id])
-            return
-        self._wdb.execute(
-            "UPDATE experiments SET channel = ?, card_ts = ?, card_claim = NULL WHERE id = ?",
-            [channel, ts, experiment_id],
-        )
+    def set_card(self, experiment_id: int, channel: str, ts: str) -> None:
+        self._wdb.execute("UPDATE experiments SET channel = ?, card_ts = ? WHERE id = ?", [channel, ts, experiment_id])
 
     @_writes
     def save_snapshot(self, experiment_id: int, snapshot: Snapshot, read_at: datetime) -> bool:
@@ -271,19 +282,31 @@ class Store:
         actor: str,
         detail: dict[str, Any] | None = None,
         outcome: str | None = None,
+        deliver: Iterable[OutboxItem] = (),
+        decided_by: str | None = None,
     ) -> bool:
-        """Move a request from one of `from_` to `to` with its audit row; False if someone else moved it first."""
+        """Move a request from one of `from_` to `to` with its audit row and the Slack messages it causes (queued
+        in the same transaction, so a crash never loses them); False if someone else moved it first.
+
+        `decided_by` (who decided: the approvers, the rejecter) is kept once set; a final transition by expbot
+        itself (applied, failed, stale, expired) fills it only when nobody decided.
+        """
         sources = [s.value for s in from_]
+        who = decided_by or (actor if to.final else None)
         with self._wdb.atomic():
             cur = self._wdb.execute(
-                f"UPDATE requests SET status = ?, decided_by = COALESCE(?, decided_by),"
+                f"UPDATE requests SET status = ?, decided_by = COALESCE(decided_by, ?),"
                 f" outcome = COALESCE(?, outcome) WHERE id = ? AND status IN ({', '.join('?' * len(sources))})",
-                [to.value, actor if to.final else None, outcome, request_id, *sources],
+                [to.value, who, outcome, request_id, *sources],
             )
             if cur.rowcount != 1:
                 return False
             extra = {"from": sources, **(detail or {}), **({"outcome": outcome} if outcome else {})}
-            self._audit(actor, f"request.{to.value}", self._experiment_of(request_id), request_id, extra)
+            experiment_id = self._experiment_of(request_id)
+            self._audit(actor, f"request.{to.value}", experiment_id, request_id, extra)
+            self._enqueue(deliver)
+        if self.on_transition is not None:
+            self.on_transition(experiment_id, request_id, to)
         return True
 
     @_writes
@@ -381,6 +404,97 @@ class Store:
         rows = self.db.query("SELECT * FROM steps WHERE request_id = ? ORDER BY idx", [request_id])
         return {int(r["idx"]): _journal(r) for r in rows}
 
+    # -- the outbox: every card edit, request edit, thread note and DM, until Slack takes it ------------
+    def _enqueue(self, items: Iterable[OutboxItem]) -> None:
+        stamp = now().isoformat()
+        for item in items:
+            if item.kind in STATEFUL:  # rendered from the latest state when sent: one row per message
+                self._wdb.execute(
+                    "INSERT INTO outbox (key, kind, experiment_id, request_id, target, text, status, next_at,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET version = version + 1, status = 'pending', next_at = ?,"
+                    " attempts = CASE WHEN outbox.status = 'pending' THEN attempts ELSE 0 END, updated_at = ?",
+                    [*item_args(item), stamp, stamp, stamp, stamp, stamp],
+                )
+            else:  # an event (a thread note, a DM): sent once
+                self._wdb.execute(
+                    "INSERT OR IGNORE INTO outbox (key, kind, experiment_id, request_id, target, text, status,"
+                    " next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    [*item_args(item), stamp, stamp, stamp],
+                )
+
+    @_writes
+    def enqueue(self, items: list[OutboxItem]) -> None:
+        with self._wdb.atomic():
+            self._enqueue(items)
+
+    @_writes
+    def claim_due(self, owner: str, ttl: timedelta, keys: list[str] | None = None, limit: int = 20) -> list[OutboxRow]:
+        """Take up to `limit` due messages nobody is sending; each is sent by one process at a time, in order."""
+        stamp = now()
+        sql = "SELECT * FROM outbox WHERE status = 'pending' AND next_at <= ?"
+        sql += " AND (claim_until IS NULL OR claim_until < ?)"
+        args: list[Any] = [stamp.isoformat(), stamp.isoformat()]
+        if keys is not None:
+            sql, args = sql + f" AND key IN ({', '.join('?' * len(keys))})", [*args, *keys]
+        taken: list[OutboxRow] = []
+        with self._wdb.atomic():
+            for row in list(self._wdb.query(sql + " ORDER BY id LIMIT ?", [*args, limit])):
+                cur = self._wdb.execute(
+                    "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id = ? AND version = ?",
+                    [owner, (stamp + ttl).isoformat(), row["id"], row["version"]],
+                )
+                if cur.rowcount == 1:
+                    taken.append(OutboxRow.model_validate(row))
+        return taken
+
+    @_writes
+    def outbox_sent(self, row: OutboxRow, owner: str) -> bool:
+        """Mark a message sent, unless its state changed while it was being sent (then it is sent again)."""
+        with self._wdb.atomic():
+            cur = self._wdb.execute(
+                "UPDATE outbox SET status = 'sent', claimed_by = NULL, claim_until = NULL, last_error = NULL,"
+                " updated_at = ? WHERE id = ? AND claimed_by = ? AND version = ?",
+                [now().isoformat(), row.id, owner, row.version],
+            )
+            if cur.rowcount == 1:
+                return True
+            self._wdb.execute(
+                "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE id = ? AND claimed_by = ?",
+                [row.id, owner],
+            )
+        return False
+
+    @_writes
+    def outbox_failed(self, row: OutboxRow, owner: str, error: str, retry_at: datetime | None) -> None:
+        """A try failed: due again at `retry_at`, or given up (`dead`) when retrying cannot fix it."""
+        status = "pending" if retry_at is not None else "dead"
+        self._wdb.execute(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, next_at = ?, last_error = ?, claimed_by = NULL,"
+            " claim_until = NULL, updated_at = ? WHERE id = ? AND claimed_by = ?",
+            [status, (retry_at or now()).isoformat(), error, now().isoformat(), row.id, owner],
+        )
+
+    def outbox_stats(self) -> OutboxStats:
+        """Depth, oldest pending age (s), messages given up, for `/metrics`, `/readyz` and `expbot check`."""
+        row = _one(
+            self.db,
+            "SELECT SUM(status = 'pending') AS depth, MIN(CASE WHEN status = 'pending' THEN created_at END) AS oldest,"
+            " SUM(status = 'dead') AS dead FROM outbox",
+            [],
+        )
+        oldest = row["oldest"] if row else None
+        age = (now() - datetime.fromisoformat(oldest)).total_seconds() if oldest else None
+        return OutboxStats(
+            depth=int((row or {}).get("depth") or 0), oldest_age=age, dead=int((row or {}).get("dead") or 0)
+        )
+
+    def outbox_rows(self, status: str | None = None) -> list[OutboxRow]:
+        sql, args = "SELECT * FROM outbox", []
+        if status:
+            sql, args = sql + " WHERE status = ?", [status]
+        return [OutboxRow.model_validate(r) for r in self.db.query(sql + " ORDER BY id", args)]
+
     # -- audit ---------------------------------------------------------------------------------
     @_writes
     def audit(
@@ -443,6 +557,10 @@ def _one(db: Database, sql: str, args: list[Any]) -> dict[str, Any] | None:
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
     finally:
         cur.close()
+
+
+def item_args(item: OutboxItem) -> list[Any]:
+    return [item.key, item.kind, item.experiment_id, item.request_id, item.target, item.text]
 
 
 def _experiment(row: dict[str, Any]) -> Experiment:

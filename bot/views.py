@@ -161,7 +161,8 @@ def request_message(req: ChangeRequest, exp: Experiment, after: Snapshot) -> Mes
     if req.status is RequestStatus.PENDING:
         blocks.append(_decision_buttons(req, what, escape(exp.name)))
     else:
-        by = f" by <@{req.decided_by}>" if req.decided_by and req.decided_by != "expbot" else ""
+        deciders = [u for u in (req.decided_by or "").split(",") if u and u != "expbot"]
+        by = " by " + ", ".join(f"<@{u}>" for u in deciders) if deciders else ""
         outcome = f": {escape(req.outcome)}" if req.outcome else ""
         blocks.append(
             SectionBlock(

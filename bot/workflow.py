@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -10,10 +11,15 @@ from bot.apply import Applier
 from bot.config import Settings
 from bot.decisions import Decisions
 from bot.experiments import Experiments
+from bot.logs import event
+from bot.metrics import Metrics
+from bot.models import RequestStatus
 from bot.policy import Approvers
 from bot.store import Store
 from bot.threads import Threads
 from providers.base import Provider
+
+log = logging.getLogger("expbot")
 
 
 class Workflow:
@@ -27,12 +33,25 @@ class Workflow:
         threads: Threads,
         approvers: Approvers,
         owner: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings, self.store, self.providers, self.threads = settings, store, providers, threads
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.experiments = Experiments(settings, store, providers, threads, self.owner)
+        self.metrics = metrics or Metrics()
+        self.experiments = Experiments(settings, store, providers, threads, self.owner, self.metrics)
         self.applier = Applier(self.experiments, threads)
         self.decisions = Decisions(settings, self.experiments, threads, approvers, self.applier)
+        store.on_transition = self._transitioned
+
+    def _transitioned(self, experiment_id: int, request_id: int, to: RequestStatus) -> None:
+        self.metrics.transitions.labels(to.value).inc()
+        event(
+            log,
+            f"request.{to.value}",
+            f"request #{request_id} {to.value}",
+            experiment=experiment_id,
+            request=request_id,
+        )
 
     async def recover(self) -> None:
         """On start-up and then periodically: finish requests left approved or applying, expire what is overdue."""

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import FieldErrors, PermissionDenied, UsageError, explain
@@ -15,7 +16,7 @@ from bot.workflow import Workflow
 from providers.errors import ProviderError
 
 log = logging.getLogger("expbot")
-EXPECTED = (UsageError, PermissionDenied, ProviderError, FieldErrors)
+EXPECTED = (UsageError, PermissionDenied, ProviderError, FieldErrors, SlackApiError)
 Listener = Callable[[AsyncAck, dict[str, Any], AsyncWebClient], Awaitable[None]]
 
 
@@ -41,7 +42,11 @@ def guarded(workflow: Workflow) -> Callable[[Listener], Listener]:
 
 
 async def report(workflow: Workflow, ack: AsyncAck, body: dict[str, Any], error: Exception) -> None:
-    if not isinstance(error, EXPECTED):
+    if isinstance(error, SlackApiError):  # an expected refusal: one line, no traceback
+        code = error.response.get("error", "unknown") if error.response is not None else "unknown"
+        workflow.metrics.slack_api_errors.labels(str(code)).inc()
+        log.warning("Slack refused a call while handling a %s: %s", body.get("type") or "command", code)
+    elif not isinstance(error, EXPECTED):
         log.error("unexpected error handling a Slack %s", body.get("type") or "command", exc_info=error)
     acked = ack.response is not None
     if isinstance(error, FieldErrors) and not acked:

@@ -40,8 +40,8 @@ def test_migrations_create_schema_and_wal(tmp_path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "requests", "approvals", "audit", "sandbox_experiments"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 2
-    assert {"leases", "steps"} <= tables
+    assert conn.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 3
+    assert {"leases", "steps", "outbox"} <= tables
 
 
 async def test_experiment_is_tracked_once_and_older_reads_never_win(tmp_path: Path) -> None:
@@ -60,13 +60,25 @@ async def test_experiment_is_tracked_once_and_older_reads_never_win(tmp_path: Pa
     assert store.experiment(1).snapshot.exposure == 50
 
 
-async def test_a_card_is_claimed_once(tmp_path: Path) -> None:
+async def test_outbox_sends_each_message_once_and_edits_in_order(tmp_path: Path) -> None:
+    from bot.models import OutboxItem
+
     a, b = Store(tmp_path / "x.db"), Store(tmp_path / "x.db")
-    await a.add_experiment("sandbox", SNAP, "C1", "U1")
-    claims = await asyncio.gather(a.claim_card(1, "p1"), b.claim_card(1, "p2"))
-    assert sorted(claims) == [False, True]
-    await a.set_card(1, "C1", "1.5")
-    assert not await b.claim_card(1, "p2") and b.experiment(1).card_ts == "1.5"
+    await a.enqueue([OutboxItem.card(1), OutboxItem.dm("U1", "1:applied", "hi")])
+    await a.enqueue([OutboxItem.dm("U1", "1:applied", "again")])  # an event is queued once
+    first = await a.claim_due("p1", timedelta(seconds=60))
+    assert [r.key for r in first] == ["card:1", "dm:U1:1:applied"] and first[1].text == "hi"
+    assert await b.claim_due("p2", timedelta(seconds=60)) == []  # nobody else sends them meanwhile
+    await b.enqueue([OutboxItem.card(1)])  # a newer state arrives while p1 sends the older one
+    assert not await a.outbox_sent(first[0], "p1")  # so it stays due, to be rendered again
+    assert await a.outbox_sent(first[1], "p1")
+    again = await b.claim_due("p2", timedelta(seconds=60))
+    assert [(r.key, r.version) for r in again] == [("card:1", 2)]
+    await b.outbox_failed(again[0], "p2", "ratelimited", now() + timedelta(seconds=30))
+    stats = a.outbox_stats()
+    assert stats.depth == 1 and stats.dead == 0 and stats.oldest_age is not None
+    assert await a.claim_due("p1", timedelta(seconds=60)) == []  # not due before Retry-After
+    assert a.outbox_rows("pending")[0].attempts == 1 and a.outbox_rows("pending")[0].last_error == "ratelimited"
 
 
 async def test_leases_are_exclusive_until_released_or_expired(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ async def test_create_request_approve_apply_audit(bot: Bot) -> None:
 
     await player.click("C1", req.message_ts, "request_approve", user="U2")
     done = await bot.until(lambda: (r := bot.store.request(req.id)).status.final and r)
-    assert done.status is RequestStatus.APPLIED and done.decided_by == "expbot"
+    assert done.status is RequestStatus.APPLIED and done.decided_by == "U2"  # the approver decided, not the bot
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).exposure == 25
     await slack.wait_for_async("chat.postMessage", lambda a: a.get("channel") == "U1" and "was applied" in a["text"])
     edited = slack.message("C1", req.message_ts)

@@ -53,6 +53,7 @@ class FakeSlack:
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._calls: list[Call] = []
         self._faults: dict[str, Fault] = {}
+        self._holds: dict[str, threading.Event] = {}
         self._used_triggers: set[str] = set()
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
@@ -122,16 +123,20 @@ class FakeSlack:
         is_bot: bool = False,
         deleted: bool = False,
         tz: str = "Europe/Berlin",
+        team_id: str | None = None,
+        guest: str | None = None,
     ) -> None:
+        """A user; `team_id` of another workspace for Slack Connect, `guest` "multi" or "single" channel."""
         self.users[user_id] = {
             "id": user_id,
-            "team_id": self.team_id,
+            "team_id": team_id or self.team_id,
             "name": name,
             "real_name": real_name or name,
             "deleted": deleted,
             "is_bot": is_bot,
             "tz": tz,
-            "is_restricted": False,
+            "is_restricted": guest is not None,
+            "is_ultra_restricted": guest == "single",
         }
 
     def add_usergroup(self, group_id: str, users: list[str]) -> None:
@@ -148,6 +153,13 @@ class FakeSlack:
     ) -> None:
         with self._lock:
             self._faults[method] = Fault(status, error, retry_after, times)
+
+    def hold(self, method: str) -> threading.Event:
+        """Keep every call of `method` waiting (as a slow Slack would) until the returned event is set."""
+        gate = threading.Event()
+        with self._lock:
+            self._holds[method] = gate
+        return gate
 
     # -- what was recorded ---------------------------------------------------------------------
     def calls(self, method: str | None = None) -> list[Call]:
@@ -197,6 +209,9 @@ class FakeSlack:
             return 200, {}, "ok"
         method = path.split("?")[0].removeprefix("/api/")
         args = self._args(lower.get("content-type", ""), raw, path)
+        gate = self._holds.get(method)
+        if gate is not None:
+            gate.wait(30)
         with self._lock:
             self._calls.append(Call(method, args, lower))
             fault = self._faults.get(method)
