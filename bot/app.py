@@ -66,6 +66,7 @@ class Runtime:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Deliver what Slack has not taken yet and recover interrupted requests; then keep doing both."""
+        await self.workflow.release_orphans()
         await self.workflow.experiments.outbox.drain()
         await self.workflow.recover()
         tasks = [asyncio.create_task(self._every(SWEEP_SECONDS, self.workflow.recover, "recovering or expiring"))]

@@ -66,6 +66,8 @@ class Policy(BaseModel):
     allow_self_approval: bool = False
     expires_after: str = "24h"
     max_step: int | None = Field(default=None, ge=1, le=100)
+    allow_guests: bool = False
+    allow_external: bool = False
 
     @field_validator("approvers")
     @classmethod

@@ -40,6 +40,7 @@ class Decisions:
     async def request_change(self, exp: Experiment, change: Change, user: str) -> ChangeRequest:
         """Post a change request in the experiment's thread. Nothing is sent to the provider before approval;
         a provider action that moves no traffic is carried out at once, through the same journal and audit."""
+        await self.approvers.check_member(user, self.settings.policy_for(exp.provider))
         snap = await self.experiments.read(exp, user)
         if snap.fingerprint != exp.snapshot.fingerprint or exp.card_ts is None:
             exp = await self.experiments.refresh_card(exp.id, tell=exp.card_ts is None)
@@ -70,6 +71,12 @@ class Decisions:
         if req is None:
             raise UsageError(f"There is no change request #{request_id}.")
         return req
+
+    def check_clicked_on(self, request_id: int, channel: str | None, ts: str | None) -> None:
+        """A decision button must be the one on that request's own message; anything else changes nothing."""
+        req = self.store.request(request_id)
+        if req is None or req.message_ts is None or (req.channel, req.message_ts) != (channel, ts):
+            raise UsageError("That button does not belong to this request's message; nothing was changed.")
 
     def _pending(self, request_id: int) -> tuple[ChangeRequest, Experiment]:
         req = self._request(request_id)

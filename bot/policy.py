@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -15,12 +16,46 @@ from providers.models import Change, ChangeKind, Snapshot
 
 
 class Approvers:
-    """Decides who may approve, resolving user groups through `usergroups.users.list` (cached; Tier 2)."""
+    """Decides who may act: members of the installing workspace (`users.info`, cached), listed approvers and
+    user groups (`usergroups.users.list`, cached; Tier 2)."""
 
     def __init__(self, client: AsyncWebClient, ttl_seconds: float = 300.0) -> None:
         self._client = client
         self._ttl = ttl_seconds
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._users: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._team: str | None = None
+
+    async def _user(self, user: str) -> dict[str, Any]:
+        cached = self._users.get(user)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        reply = await self._client.users_info(user=user)
+        found = dict(reply.get("user") or {})
+        self._users[user] = (time.monotonic() + self._ttl, found)
+        return found
+
+    async def _installing_team(self) -> str:
+        if self._team is None:
+            reply = await self._client.auth_test()
+            self._team = str(reply.get("team_id") or "")
+        return self._team
+
+    async def check_member(self, user: str, policy: Policy) -> None:
+        """Raise `PermissionDenied` unless `user` is a member of the installing workspace who may act: not a bot,
+        not deactivated, not a guest (unless `allow_guests`), not from another workspace (unless `allow_external`)."""
+        info = await self._user(user)
+        if info.get("deleted") or info.get("is_bot"):
+            raise PermissionDenied("Deactivated accounts and bots cannot request or decide changes.")
+        if info.get("is_restricted") or info.get("is_ultra_restricted"):
+            if not policy.allow_guests:
+                raise PermissionDenied("Guests cannot request or decide changes here (`allow_guests` is off).")
+        team = str(info.get("team_id") or "")
+        if team != await self._installing_team() and not policy.allow_external:
+            raise PermissionDenied(
+                "Only members of this workspace can request or decide changes here; people from other "
+                "workspaces (Slack Connect) cannot (`allow_external` is off)."
+            )
 
     async def members(self, group: str) -> frozenset[str]:
         cached = self._groups.get(group)
@@ -45,11 +80,13 @@ class Approvers:
             raise PermissionDenied("You asked for this change, so someone else has to approve it.")
         if any(a.user == user for a in request.approvals):
             raise PermissionDenied("You have already approved this request.")
+        await self.check_member(user, policy)
         await self._check_listed(user, policy, "approve")
 
     async def check_reject(self, user: str, request: ChangeRequest, policy: Policy) -> None:
         if user == request.requested_by:
             raise PermissionDenied("This is your own request: use Cancel to withdraw it.")
+        await self.check_member(user, policy)
         await self._check_listed(user, policy, "reject")
 
     async def _check_listed(self, user: str, policy: Policy, verb: str) -> None:

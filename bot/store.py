@@ -404,6 +404,23 @@ class Store:
         rows = self.db.query("SELECT * FROM steps WHERE request_id = ? ORDER BY idx", [request_id])
         return {int(r["idx"]): _journal(r) for r in rows}
 
+    @_writes
+    def release_orphans(self, host: str, alive: Callable[[int], bool]) -> int:
+        """Free the leases and outbox claims of processes on `host` that are gone (a kill -9, a crash), so a
+        restart takes their work at once instead of waiting for the claims to run out."""
+        owners = {r["owner"] for r in self._wdb.query("SELECT owner FROM leases")}
+        owners |= {
+            r["claimed_by"] for r in self._wdb.query("SELECT claimed_by FROM outbox WHERE claimed_by IS NOT NULL")
+        }
+        dead = [o for o in owners if _owner_pid(o, host) is not None and not alive(_owner_pid(o, host) or 0)]
+        with self._wdb.atomic():
+            for owner in dead:
+                self._wdb.execute("DELETE FROM leases WHERE owner = ?", [owner])
+                self._wdb.execute(
+                    "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?", [owner]
+                )
+        return len(dead)
+
     # -- the outbox: every card edit, request edit, thread note and DM, until Slack takes it ------------
     def _enqueue(self, items: Iterable[OutboxItem]) -> None:
         stamp = now().isoformat()
@@ -557,6 +574,12 @@ def _one(db: Database, sql: str, args: list[Any]) -> dict[str, Any] | None:
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
     finally:
         cur.close()
+
+
+def _owner_pid(owner: str, host: str) -> int | None:
+    """The pid in an owner id `host:pid:nonce`, when it is a process of `host`."""
+    parts = owner.split(":")
+    return int(parts[1]) if len(parts) == 3 and parts[0] == host and parts[1].isdigit() else None
 
 
 def item_args(item: OutboxItem) -> list[Any]:

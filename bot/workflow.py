@@ -53,6 +53,12 @@ class Workflow:
             request=request_id,
         )
 
+    async def release_orphans(self) -> None:
+        """Free what processes of this host that died still hold (leases, outbox claims)."""
+        freed = await self.store.release_orphans(socket.gethostname(), _alive)
+        if freed:
+            log.warning("freed the leases and Slack deliveries of %d process(es) that are gone", freed)
+
     async def recover(self) -> None:
         """On start-up and then periodically: finish requests left approved or applying, expire what is overdue."""
         await self.applier.recover()
@@ -61,3 +67,15 @@ class Workflow:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

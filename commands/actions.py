@@ -42,7 +42,10 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
     async def decide(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         action = _action(body)
-        await decisions[action["action_id"]](_id(action.get("value")), body["user"]["id"])
+        request_id = _id(action.get("value"))
+        container = body.get("container") or {}
+        workflow.decisions.check_clicked_on(request_id, container.get("channel_id"), container.get("message_ts"))
+        await decisions[action["action_id"]](request_id, body["user"]["id"])
 
     @app.action("card_console")
     async def console(ack: AsyncAck) -> None:

@@ -118,7 +118,7 @@ async def test_reject_and_cancel(bot: Bot) -> None:
     assert bot.store.request(cancelled.id).status is RequestStatus.PENDING
     await bot.player.click("C1", cancelled.message_ts, "request_cancel", user="U1")
     assert await _final(bot, cancelled.id) is RequestStatus.CANCELLED
-    assert "Cancelled" in json.dumps(bot.slack.message("C1", cancelled.message_ts)["blocks"])
+    await bot.until(lambda: "Cancelled" in json.dumps(bot.slack.message("C1", cancelled.message_ts)["blocks"]))
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "draft"
 
 

@@ -29,8 +29,13 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served(slack: FakeSlack, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    yield from serve(slack, tmp_path, '[approvals]\nexpires_after = "2h"\n')
+
+
+def serve(slack: FakeSlack, tmp_path: Path, config: str) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    """Run `expbot serve` as a process with `config` as its expbot.toml; yields its address, process and home."""
     port = _free_port()
-    (tmp_path / "expbot.toml").write_text('[approvals]\nexpires_after = "2h"\n')
+    (tmp_path / "expbot.toml").write_text(config)
     env = {
         **CLEAN,
         "SLACK_BOT_TOKEN": TOKEN,

@@ -130,6 +130,8 @@ async def test_every_message_has_fallback_text_and_manifest_scopes_cover_the_cal
         "chat.update": "chat:write",
         "chat.postEphemeral": "chat:write",
         "usergroups.users.list": "usergroups:read",
+        "users.info": "users:read",
+        "chat.getPermalink": None,
         "auth.test": None,
         "views.open": None,
         "views.update": None,

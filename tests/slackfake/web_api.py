@@ -209,11 +209,12 @@ class FakeSlack:
             return 200, {}, "ok"
         method = path.split("?")[0].removeprefix("/api/")
         args = self._args(lower.get("content-type", ""), raw, path)
-        gate = self._holds.get(method)
-        if gate is not None:
-            gate.wait(30)
         with self._lock:
             self._calls.append(Call(method, args, lower))
+            gate = self._holds.get(method)
+        if gate is not None:  # received and recorded, answered only once the test lets it through
+            gate.wait(30)
+        with self._lock:
             fault = self._faults.get(method)
             if fault:
                 fault.times -= 1
