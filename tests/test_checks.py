@@ -60,9 +60,9 @@ class Stub:
         return self.answer
 
 
-def test_manifest_scopes_are_all_required() -> None:
+def test_required_scopes_are_the_manifests() -> None:
     manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) <= set(checks.REQUIRED_SCOPES)
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(checks.REQUIRED_SCOPES)
 
 
 async def test_slack_auth_reports_team_bot_user_and_scopes(slack: FakeSlack, client: AsyncWebClient) -> None:
