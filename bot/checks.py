@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -126,6 +127,8 @@ async def provider_rows(providers: Mapping[str, Provider], enabled: Iterable[str
             return CheckRow(f"provider {name}", False, f"{err.detail}{status}")
         except TimeoutError:
             return CheckRow(f"provider {name}", False, f"no answer within {PROVIDER_TIMEOUT:g} s")
+        except Exception as exc:  # an adapter's bug is one failed row, not a traceback that hides the others
+            return CheckRow(f"provider {name}", False, f"unexpected error ({_why(exc)})")
         quota = last_quota(provider)
         return CheckRow(f"provider {name}", True, line + (f"; rate limit: {describe(quota)}" if quota else ""))
 
@@ -174,6 +177,12 @@ async def run_checks(settings: Settings) -> list[CheckRow]:
 
 
 def _open(settings: Settings) -> tuple[Store | None, CheckRow]:
+    """The database, without creating it: a file not there yet is checked in memory (the sandbox starts empty)."""
+    path = settings.db_path
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK):
+            return None, CheckRow("database", False, f"{path} cannot be created: {path.parent} is not writable")
+        return Store(":memory:"), CheckRow("database", True, f"{path} does not exist yet; expbot creates it on start")
     try:
         store = Store(settings.db_path)
     except sqlite3.Error as exc:

@@ -159,6 +159,20 @@ async def test_run_checks_against_the_fake(slack: FakeSlack, tmp_path: Path) -> 
         ("provider sandbox", True),
     ]
     assert all(TOKEN not in r.detail for r in rows)
+    assert rows[0].detail == f"{tmp_path}/expbot.db does not exist yet; expbot creates it on start"
+    assert not (tmp_path / "expbot.db").exists()  # checking creates nothing
+    Store(tmp_path / "expbot.db").close()
+    assert (await run_checks(settings))[0] == CheckRow(
+        "database", True, f"{tmp_path}/expbot.db answers (0 change request(s))"
+    )
+
+
+async def test_a_provider_bug_is_one_failed_row() -> None:
+    broken = Stub(KeyError("data"))
+    assert await provider_rows({"broken": broken}, ["broken"]) == [  # type: ignore[dict-item]
+        CheckRow("provider broken", False, "unexpected error (KeyError: 'data')")
+    ]
+    await broken.http.aclose()
 
 
 async def test_readiness_with_a_good_database(store: Store, slack: FakeSlack, client: AsyncWebClient) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.checks import REQUIRED_SCOPES
+from bot.store import Store
 from tests.slackfake.web_api import FakeSlack
 
 EXPBOT = shutil.which("expbot", path=str(Path(sys.executable).parent)) or "expbot"
@@ -134,6 +135,7 @@ def test_serve_and_socket_refuse_to_start_without_settings(tmp_path: Path, slack
 # -- expbot check against the fake Slack -----------------------------------------------------------------------
 def check(tmp_path: Path, slack: FakeSlack, channel: str = "C0STATUS") -> subprocess.CompletedProcess[str]:
     (tmp_path / "expbot.toml").write_text(f'[slack]\nchannel = "{channel}"\n')
+    Store(tmp_path / "expbot.db").close()  # as after a first `expbot serve`
     result = run(["check"], tmp_path, **GOOD, SLACK_API_URL=slack.api_url)
     assert "Traceback" not in result.stderr
     assert not any(secret in result.stdout + result.stderr for secret in ("xoxb-test", "shh-secret"))
