@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.config_file import check_db, model_problems, read_toml, section_tables, suggestion
 from providers.registry import DRIVERS, ProviderSettings, driver
 
 Mode = Literal["serve", "socket", "check"]
@@ -88,14 +88,19 @@ class Policy(BaseModel):
         return parse_duration(self.expires_after)
 
 
-class FileConfig(BaseModel):
-    """The TOML config file: `[slack]`, `[approvals]` (+ `[approvals.<provider>]`), `[providers.<name>]`."""
+class SlackConfig(BaseModel):
+    """`[slack]` of the config file."""
 
     model_config = ConfigDict(extra="forbid")
 
-    slack: dict[str, Any] = Field(default_factory=dict)
-    approvals: dict[str, Any] = Field(default_factory=dict)
-    providers: dict[str, Any] = Field(default_factory=dict)
+    channel: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[CGD][A-Z0-9]{2,}$", value):
+            raise ValueError(f"{value!r} is not a channel id (C…, G…)")
+        return value
 
 
 class Settings(BaseModel):
@@ -159,7 +164,7 @@ def _provider_settings(raw: dict[str, Any], where: str, problems: list[str]) -> 
     found: dict[str, ProviderSettings] = {}
     for name, section in raw.items():
         if name not in DRIVERS:
-            problems.append(f"{where} [providers.{name}]: unknown provider (known: {', '.join(DRIVERS)})")
+            problems.append(f"{where} [providers.{name}]: unknown provider{suggestion(name, DRIVERS)}")
             continue
         known = driver(name)
         model = known.settings_model if known else ProviderSettings
@@ -169,61 +174,77 @@ def _provider_settings(raw: dict[str, Any], where: str, problems: list[str]) -> 
         try:
             found[name] = model.model_validate(section)
         except ValidationError as exc:
-            problems.extend(f"{where} [providers.{name}] {_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+            problems.extend(model_problems(exc, where, f"providers.{name}", model))
     return found
 
 
-def _read_file(env: Env, problems: list[str]) -> tuple[FileConfig, Path | None]:
+def _read_file(env: Env, problems: list[str]) -> tuple[dict[str, Any], Path | None]:
     path = Path(env.expbot_config) if env.expbot_config else Path("expbot.toml")
-    if not path.exists():
+    try:
+        missing = not path.exists()
+    except OSError:
+        missing = False  # read_toml says why it cannot be read
+    if missing:
         if env.expbot_config:
             problems.append(f"EXPBOT_CONFIG: {path} does not exist")
-        return FileConfig(), None
-    try:
-        return FileConfig.model_validate(tomllib.loads(path.read_text())), path
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: not valid TOML ({exc})")
-    except ValidationError as exc:
-        problems.extend(f"{path}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
-    return FileConfig(), path
+        return {}, None
+    raw = read_toml(path, problems) or {}
+    section_tables(raw, str(path), {"slack": SlackConfig.model_fields, "approvals": Policy.model_fields}, problems)
+    return raw, path
+
+
+def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def _policies(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[Policy, dict[str, Policy]]:
-    base_raw = {k: v for k, v in raw.items() if not isinstance(v, dict)}
-    policy = _policy(base_raw, f"{where} [approvals]", problems) or Policy()
+    base_raw = {k: v for k, v in raw.items() if not isinstance(v, dict) or k in Policy.model_fields}
+    policy = _policy(base_raw, where, "approvals", problems) or Policy()
     overrides: dict[str, Policy] = {}
     for name, section in raw.items():
-        if not isinstance(section, dict):
+        if name in base_raw:
             continue
         if name not in PROVIDER_NAMES:
-            problems.append(f"{where} [approvals.{name}]: unknown provider (known: {', '.join(PROVIDER_NAMES)})")
+            problems.append(f"{where} [approvals.{name}]: unknown provider{suggestion(name, PROVIDER_NAMES)}")
             continue
-        merged = policy.model_dump() | section
-        found = _policy(merged, f"{where} [approvals.{name}]", problems)
+        found = _policy(policy.model_dump() | section, where, f"approvals.{name}", problems)
         if found is not None:
             overrides[name] = found
     return policy, overrides
 
 
-def _policy(raw: dict[str, Any], where: str, problems: list[str]) -> Policy | None:
+def _policy(raw: dict[str, Any], where: str, section: str, problems: list[str]) -> Policy | None:
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(f"{where} {_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems.extend(model_problems(exc, where, section, Policy))
         return None
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+def _slack(raw: dict[str, Any], where: str, problems: list[str]) -> SlackConfig:
+    try:
+        return SlackConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(model_problems(exc, where, "slack", SlackConfig))
+        return SlackConfig()
+
+
+def _env() -> Env:
+    try:
+        return Env()
+    except ValidationError as exc:
+        raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([".env: is not UTF-8 text; save it as UTF-8"]) from None
+    except OSError as exc:
+        raise ConfigError([f".env: cannot be read ({exc.strerror or type(exc).__name__})"]) from None
 
 
 def load_settings(mode: Mode, env: Env | None = None) -> Settings:
     """Read and validate everything; raise `ConfigError` listing every problem at once."""
     problems: list[str] = []
-    try:
-        env = env or Env()
-    except ValidationError as exc:
-        raise ConfigError([f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
+    env = env or _env()
     token = env.slack_bot_token.get_secret_value() if env.slack_bot_token else ""
     if not token:
         problems.append("SLACK_BOT_TOKEN is missing (the bot token, xoxb-…)")
@@ -243,15 +264,12 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
     if not re.match(r"^https?://[^\s/]+", env.slack_api_url):
         problems.append(f"SLACK_API_URL is not an http(s) URL: {env.slack_api_url!r}")
     db_path = Path(env.expbot_db)
-    if not db_path.parent.exists():
-        problems.append(f"EXPBOT_DB: the folder {db_path.parent} does not exist")
+    problems.extend(check_db(db_path))
     file, config_path = _read_file(env, problems)
     where = str(config_path or "expbot.toml")
-    policy, overrides = _policies(file.approvals, where, problems)
-    channel = file.slack.get("channel")
-    if channel is not None and not re.match(r"^[CGD][A-Z0-9]{2,}$", str(channel)):
-        problems.append(f"{where} [slack] channel: {channel!r} is not a channel id (C…, G…)")
-    providers = _provider_settings(file.providers, where, problems)
+    channel = _slack(_table(file, "slack"), where, problems).channel
+    policy, overrides = _policies(_table(file, "approvals"), where, problems)
+    providers = _provider_settings(_table(file, "providers"), where, problems)
     enabled, provider_problems, secrets = enabled_providers(env)
     problems.extend(provider_problems)
     for name in enabled:

@@ -8,9 +8,9 @@ import logging
 import sys
 
 from bot.app import build
+from bot.checks import CheckRow, run_checks
 from bot.config import ConfigError, Mode, Settings, load_settings
 from commands import register
-from providers.registry import driver
 
 
 def _settings(mode: Mode) -> Settings:
@@ -25,16 +25,29 @@ def _settings(mode: Mode) -> Settings:
 
 
 def check() -> int:
+    """Validate the settings (exit 2), then check the database, Slack and each provider (exit 1 if one fails)."""
     settings = _settings("check")
-    print("Settings are complete.")
-    print(f"Slack Web API: {settings.api_url}")
-    print(f"Database: {settings.db_path}")
+    rows = asyncio.run(run_checks(settings))
+    print("Settings are valid.")
     print(f"Config file: {settings.config_path or 'none (defaults)'}")
-    print(f"Status channel: {settings.channel or 'where each command is typed'}")
-    for name in settings.enabled:
-        note = "" if driver(name) else " (credentials present; adapter not in this version yet)"
-        print(f"Provider enabled: {name}{note}")
+    print(f"Slack Web API: {settings.api_url}")
+    print()
+    print(table(rows))
+    print()
+    failed = sum(row.ok is False for row in rows)
+    if failed:
+        print(f"{failed} of {len(rows)} checks failed: fix the rows marked FAIL and run `expbot check` again.")
+        return 1
+    skipped = sum(row.ok is None for row in rows)
+    print(f"All checks passed ({skipped} skipped)." if skipped else "All checks passed.")
     return 0
+
+
+def table(rows: list[CheckRow]) -> str:
+    """Rows as aligned columns under a CHECK / RESULT / DETAIL header."""
+    lines = [("CHECK", "RESULT", "DETAIL"), *((row.name, row.mark, row.detail) for row in rows)]
+    width = max(len(name) for name, _, _ in lines)
+    return "\n".join(f"{name:<{width}}  {mark:<6}  {detail}".rstrip() for name, mark, detail in lines)
 
 
 def serve(host: str, port: int) -> int:
@@ -58,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=3000)
     sub.add_parser("socket", help="Socket Mode, with SLACK_APP_TOKEN")
-    sub.add_parser("check", help="say which settings are missing or invalid and which providers are enabled")
+    sub.add_parser("check", help="validate the settings, then check the database, Slack and each enabled provider")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd == "serve":

@@ -47,6 +47,8 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.channels_not_found: set[str] = set()
+        self.scopes: list[str] | None = None  # when set, auth.test answers them in its X-OAuth-Scopes header
+        self.token_error: str | None = None  # when set, every bot-token call answers this error (see revoke_token)
         self.views: dict[str, dict[str, Any]] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
@@ -142,6 +144,10 @@ class FakeSlack:
     def add_usergroup(self, group_id: str, users: list[str]) -> None:
         self.usergroups[group_id] = list(users)
 
+    def revoke_token(self, error: str = "token_revoked") -> None:
+        """From now on every call with the bot token answers `error` (Slack says `token_revoked` or `invalid_auth`)."""
+        self.token_error = error
+
     def fail_next(
         self,
         method: str,
@@ -226,9 +232,12 @@ class FakeSlack:
             wanted = self.app_token if method == "apps.connections.open" else self.bot_token
             if token != wanted:
                 return 200, {}, {"ok": False, "error": "invalid_auth"}
+            if self.token_error and token == self.bot_token:
+                return 200, {}, {"ok": False, "error": self.token_error}
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             body = handler(args) if handler else {"ok": False, "error": "unknown_method"}
-        return 200, {}, body
+        scopes = {"X-OAuth-Scopes": ",".join(self.scopes)} if method == "auth.test" and self.scopes is not None else {}
+        return 200, scopes, body
 
     @staticmethod
     def _args(content_type: str, raw: bytes, path: str) -> dict[str, Any]:
