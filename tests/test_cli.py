@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bot.checks import REQUIRED_SCOPES
 from bot.store import Store
 from tests.slackfake.web_api import FakeSlack
@@ -100,13 +98,6 @@ def test_config_that_cannot_be_opened(tmp_path: Path) -> None:
             run(["check"], tmp_path, **GOOD, EXPBOT_CONFIG="expbot.sock"),
             "expbot.sock: cannot be read (No such device or address)",
         )
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_config_without_read_permission(tmp_path: Path) -> None:
-    (tmp_path / "expbot.toml").write_text("")
-    (tmp_path / "expbot.toml").chmod(0)
-    refused(run(["check"], tmp_path, **GOOD), "expbot.toml: cannot be read (Permission denied)")
 
 
 def test_serve_and_socket_refuse_to_start_without_settings(tmp_path: Path, slack: FakeSlack) -> None:
