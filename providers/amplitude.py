@@ -171,7 +171,8 @@ class AmplitudeProvider(ProviderBase):
 
     # -- the create form ------------------------------------------------------------------------
     async def choices(self, field: str, query: str, values: dict[str, Any]) -> builtins.list[Choice]:
-        """Deployments of the configured project, never deleted ones; the configured set first when it has several."""
+        """Deployments of the configured project, never deleted ones; with no query, the configured set first when
+        it has several (a Slack external select picks one value: the set is one comma-separated choice)."""
         if field != "deployments":
             return []
         wanted = query.strip().lower()
@@ -185,7 +186,7 @@ class AmplitudeProvider(ProviderBase):
             if wanted in label.lower() or wanted in dep_id:
                 found.append(Choice(value=dep_id, label=f"{label} ({dep_id})"))
         chosen = [d for d in self.settings.deployments if d in labels]
-        if len(chosen) > 1 and (not wanted or any(wanted in labels[d].lower() for d in chosen)):
+        if len(chosen) > 1 and not wanted:
             both = " + ".join(labels[d] for d in chosen)
             found.insert(0, Choice(value=",".join(chosen), label=f"{both} (the default)"))
         return found
