@@ -170,8 +170,6 @@ class FakeAmplitude(FakeServer):
             return Reply(200, self.public(exp))
         if seen.method == "GET" and tail == "/versions":
             return Reply(200, list(reversed(self.history[rid])))
-        if seen.method == "GET" and tail == "/variants":
-            return Reply(200, [self._variant(exp, v["key"]) for v in exp["variants"]])
         if seen.method == "PATCH" and exp.get("_web"):
             return Reply(405, "Method Not Allowed: this experiment type cannot be edited with the management API")
         if seen.method == "PATCH" and tail is None:
@@ -290,12 +288,3 @@ class FakeAmplitude(FakeServer):
         decided = shown.get("decision") in ("rollout", "rollback")
         shown["state"] = "decision-made" if decided else "running" if shown.get("startDate") else "planning"
         return shown
-
-    @staticmethod
-    def _variant(exp: dict[str, Any], key: str) -> dict[str, Any]:
-        found = next(v for v in exp["variants"] if v["key"] == key)
-        return (
-            {"name": "", "payload": {}, "description": ""}
-            | found
-            | {"rolloutWeight": exp["rolloutWeights"].get(key, 0)}
-        )

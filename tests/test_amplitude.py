@@ -261,3 +261,15 @@ def test_settings_and_start_up_problems() -> None:
     problems = DRIVER.validate(AmplitudeSettings(), {"AMPLITUDE_API_KEY": "k"})
     assert len(problems) == 1 and "project_id" in problems[0]
     assert DRIVER.validate(eu, {"AMPLITUDE_API_KEY": "k"}) == [] and DRIVER.secrets == ("AMPLITUDE_API_KEY",)
+
+
+async def test_verify_proves_the_key_and_the_project(fake: FakeAmplitude, amp: AmplitudeProvider) -> None:
+    fake.add_deployment("5", "web-client")
+    fake.add_experiment("e")
+    assert await amp.verify() == "project 100: key accepted, 1 experiment(s) read, 1 deployment(s)"
+    other = adapter(fake, project_id="999")
+    try:
+        with pytest.raises(Unauthorized, match="may not use project 999"):
+            await other.verify()
+    finally:
+        await other.aclose()
