@@ -54,8 +54,8 @@ def status_of(exp: dict[str, Any]) -> Status:
 
 def raw_weights(exp: dict[str, Any]) -> dict[str, float]:
     """`rolloutWeights` (integer ratios) in variant order; a variant without one weighs 0."""
-    weights = exp.get("rolloutWeights") if isinstance(exp.get("rolloutWeights"), dict) else {}
-    assert isinstance(weights, dict)
+    found = exp.get("rolloutWeights")
+    weights: dict[str, Any] = found if isinstance(found, dict) else {}
     keys = [str(v.get("key")) for v in exp.get("variants") or [] if isinstance(v, dict) and v.get("key")]
     keys += [str(k) for k in weights if str(k) not in keys]
     return {k: float(weights.get(k) or 0) for k in keys}

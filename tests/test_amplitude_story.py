@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,9 @@ def _card(bot: Bot, exp: Experiment) -> str:
     return str(bot.slack.message("C1", exp.card_ts)["text"])
 
 
-async def test_create_start_ramp_split_pause_resume_ship_archive(amp_bot: Bot, fake: FakeAmplitude) -> None:
+async def test_create_start_ramp_split_pause_resume_ship_archive(
+    amp_bot: Bot, fake: FakeAmplitude, tmp_path: Path
+) -> None:
     bot = amp_bot
     exp = await _create(bot, "Checkout button")
     [post] = fake.calls("POST")
@@ -74,6 +77,9 @@ async def test_create_start_ramp_split_pause_resume_ship_archive(amp_bot: Bot, f
     assert exp.remote_id == next(iter(fake.experiments)) and "draft" in _card(bot, exp)
     assert bot.player.has_button("C1", exp.card_ts, "card_start")
     assert not bot.player.has_button("C1", exp.card_ts, "card_pause")
+    refused = await bot.player.command("pause exp-1")
+    told = refused.text + json.dumps([c.args for c in bot.slack.calls("chat.postEphemeral")])
+    assert "cannot pause an experiment that is draft" in told and bot.all_requests() == []
 
     req = await bot.request("start exp-1")
     shown = json.dumps(bot.slack.message("C1", req.message_ts)["blocks"])
@@ -103,6 +109,8 @@ async def test_create_start_ramp_split_pause_resume_ship_archive(amp_bot: Bot, f
     assert "archived" in shown_text and "Recent changes in Amplitude: v9 by api" in shown_text
     audit = (await bot.player.command("audit exp-1")).json()["text"]
     assert fake.key not in audit and fake.key not in json.dumps([c.args for c in bot.slack.calls()], default=str)
+    stored = list(tmp_path.glob("expbot.db*"))
+    assert stored and all(fake.key.encode() not in f.read_bytes() for f in stored)
 
 
 async def test_a_change_made_in_amplitude_meanwhile_makes_the_request_stale(amp_bot: Bot, fake: FakeAmplitude) -> None:
