@@ -173,6 +173,7 @@ def _raw(snap: Snapshot) -> dict[str, str]:
 
 
 def _weight_steps(snap: Snapshot, target: dict[str, int]) -> list[Step]:
+    """One PATCH per variant whose weight changes; weights going to 0 last, so no step leaves all of them at 0."""
     current = _raw(snap)
     total = sum(target.values()) or 1
     return [
@@ -182,7 +183,7 @@ def _weight_steps(snap: Snapshot, target: dict[str, int]) -> list[Step]:
             body={"rolloutWeight": weight},
             label=f"set {key}'s weight to {weight} ({pct(weight * 100 / total)})",
         )
-        for key, weight in target.items()
+        for key, weight in sorted(target.items(), key=lambda kv: kv[1] == 0)
         if current.get(key) != f"{weight:g}"
     ]
 

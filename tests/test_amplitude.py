@@ -273,3 +273,15 @@ async def test_verify_proves_the_key_and_the_project(fake: FakeAmplitude, amp: A
             await other.verify()
     finally:
         await other.aclose()
+
+
+async def test_ship_raises_a_winner_at_zero_before_zeroing_the_others(
+    fake: FakeAmplitude, amp: AmplitudeProvider
+) -> None:
+    rid = fake.add_experiment("e", enabled=True, startDate="2026-01-02", rolloutWeights={"control": 1, "treatment": 0})
+    plan = await amp.plan(await amp.get(rid), Change(kind=ChangeKind.SHIP, variant="treatment"))
+    assert [(s.path.rsplit("/", 1)[-1], s.body) for s in plan.steps[:2]] == [
+        ("treatment", {"rolloutWeight": 1}),
+        ("control", {"rolloutWeight": 0}),
+    ]
+    assert plan.steps[2].path == f"/api/1/experiments/{rid}" and plan.steps[2].body["decision"] == "rollout"  # type: ignore[index]
