@@ -37,7 +37,7 @@ _CHANGES = {
 }
 _WHY = {
     401: "the management API key (AMPLITUDE_API_KEY) is wrong or was revoked",
-    403: "the management API key may not use project {project}",
+    403: "the management API key may not use this project (configured project_id {project}, or the experiment's own)",
     405: "Amplitude's API cannot edit this experiment (Web Experimentation and Guides & Surveys experiments are "
     "edited in Amplitude's console)",
 }

@@ -191,7 +191,7 @@ async def test_a_project_the_key_may_not_use_is_a_403_explained(fake: FakeAmplit
             await other.create(AmplitudeDraft(name="Elsewhere"))
     finally:
         await other.aclose()
-    assert err.value.status == 403 and "may not use project 999" in err.value.detail and not fake.experiments
+    assert err.value.status == 403 and "configured project_id 999" in err.value.detail and not fake.experiments
 
 
 async def test_a_429_is_retried_with_backoff_and_applied_once(fake: FakeAmplitude) -> None:
@@ -269,7 +269,7 @@ async def test_verify_proves_the_key_and_the_project(fake: FakeAmplitude, amp: A
     assert await amp.verify() == "project 100: key accepted, 1 experiment(s) read, 1 deployment(s)"
     other = adapter(fake, project_id="999")
     try:
-        with pytest.raises(Unauthorized, match="may not use project 999"):
+        with pytest.raises(Unauthorized, match="configured project_id 999"):
             await other.verify()
     finally:
         await other.aclose()

@@ -77,9 +77,11 @@ async def test_create_start_ramp_split_pause_resume_ship_archive(
     assert exp.remote_id == next(iter(fake.experiments)) and "draft" in _card(bot, exp)
     assert bot.player.has_button("C1", exp.card_ts, "card_start")
     assert not bot.player.has_button("C1", exp.card_ts, "card_pause")
-    refused = await bot.player.command("pause exp-1")
-    told = refused.text + json.dumps([c.args for c in bot.slack.calls("chat.postEphemeral")])
-    assert "cannot pause an experiment that is draft" in told and bot.all_requests() == []
+    await bot.player.command("pause exp-1")
+    await bot.slack.wait_for_async(
+        "chat.postEphemeral", lambda a: "cannot pause an experiment that is draft" in a["text"]
+    )
+    assert bot.all_requests() == [] and fake.calls("PATCH") == []
 
     req = await bot.request("start exp-1")
     shown = json.dumps(bot.slack.message("C1", req.message_ts)["blocks"])
@@ -87,7 +89,8 @@ async def test_create_start_ramp_split_pause_resume_ship_archive(
     assert fake.calls("PATCH") == []  # nothing is sent before approval
     await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
     await bot.until(lambda: bot.store.request(req.id).status is RequestStatus.APPLIED)
-    assert "running" in _card(bot, exp) and fake.experiments[exp.remote_id]["enabled"] is True
+    await bot.until(lambda: "running" in _card(bot, exp))
+    assert fake.experiments[exp.remote_id]["enabled"] is True
 
     for text, seen in [
         ("ramp exp-1 25", "exposure 25%"),
@@ -98,7 +101,7 @@ async def test_create_start_ramp_split_pause_resume_ship_archive(
         ("archive exp-1", "archived"),
     ]:
         assert await _approved(bot, text) is RequestStatus.APPLIED, text
-        assert seen in _card(bot, exp), text
+        await bot.until(lambda: seen in _card(bot, exp))  # noqa: B023 - awaited within the iteration
     patches = [(s.path.rsplit("/", 1)[-1], s.json()) for s in fake.calls("PATCH")]
     assert len(patches) == 8  # start, ramp, one weight (1:1 → 1:3), pause, resume, ship (weight + decision), archive
     assert patches[2] == ("treatment", {"rolloutWeight": 3})
@@ -138,7 +141,7 @@ async def test_a_split_that_fails_midway_says_which_weights_went_through(amp_bot
     assert ":x: 2. set treatment's weight to 7 (70%)" in text and "Internal Server Error" in text
     assert fake.experiments[exp.remote_id]["rolloutWeights"] == {"control": 3, "treatment": 1}
     assert len(fake.calls("PATCH")) == 2  # a 500 on a PATCH is not sent again
-    assert "control 75%, treatment 25%" in _card(bot, exp)  # the card shows what Amplitude has now
+    await bot.until(lambda: "control 75%, treatment 25%" in _card(bot, exp))  # what Amplitude has now
 
 
 async def test_track_by_key_then_a_405_is_shown_not_retried(amp_bot: Bot, fake: FakeAmplitude) -> None:
