@@ -32,7 +32,7 @@ class Auth0Settings(ProviderSettings):
     """`[providers.auth0]`: `base_url` for every call (token endpoint included) and the tenant's request rate."""
 
     requests_per_second: float = Field(
-        default=2.0, gt=0, le=100, description="the tenant's Management API rate (development tenants: 2)"
+        default=2.0, gt=0, le=1000, description="the tenant's Management API rate (development tenants: 2)"
     )
 
 
