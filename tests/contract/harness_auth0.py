@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,15 +19,15 @@ QUICK = httpx.Timeout(5.0, read=0.5)
 """A read timeout shorter than the fake's late answers, so a lost answer is lost quickly."""
 
 
-def provider_for(fake: FakeAuth0, **settings: object) -> Auth0Provider:
+def provider_for(fake: FakeAuth0, rate: float = 200, secret: str | None = None, **options: Any) -> Auth0Provider:
     """The adapter wired to the fake as `[providers.auth0] base_url` and the three AUTH0_* variables would."""
     secrets = {
         "AUTH0_DOMAIN": fake.domain,
         "AUTH0_CLIENT_ID": fake.client_id,
-        "AUTH0_CLIENT_SECRET": fake.client_secret,
+        "AUTH0_CLIENT_SECRET": secret or fake.client_secret,
     }
-    options = Auth0Settings.model_validate({"base_url": fake.url, "requests_per_second": 200, **settings})
-    return Auth0Provider(options, secrets, timeout=QUICK)
+    settings = Auth0Settings.model_validate({"base_url": fake.url, "requests_per_second": rate})
+    return Auth0Provider(settings, secrets, **({"timeout": QUICK} | options))
 
 
 def draft_for(flag: str, name: str = "Contract", levels: list[int] | None = None) -> Auth0Draft:
