@@ -6,7 +6,7 @@ import asyncio
 import builtins
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -50,7 +50,7 @@ class Auth0Provider(ProviderBase):
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         sleep: Sleep = asyncio.sleep,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.domain = mapping.tenant_domain(secrets["AUTH0_DOMAIN"])
         base = str(settings.base_url).rstrip("/") if settings.base_url else f"https://{self.domain}"
@@ -108,7 +108,8 @@ class Auth0Provider(ProviderBase):
 
     async def _snapshot(self, data: dict[str, Any]) -> Snapshot:
         wanted = {str(a.get("variation_id")) for a in data.get("allocations") or [] if isinstance(a, dict)}
-        keys = mapping.variation_keys(((data.get("feature_flag_snapshot") or {}) or {}).get("variations"))
+        embedded = data.get("feature_flag_snapshot")
+        keys = mapping.variation_keys(embedded.get("variations") if isinstance(embedded, dict) else None)
         if not wanted <= keys.keys():
             flag = str(data.get("feature_flag_id") or "")
             keys = self._variation_keys.get(flag, {})

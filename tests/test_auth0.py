@@ -194,6 +194,16 @@ async def test_a_create_dropped_before_acting_is_sent_once_more(fake: FakeAuth0,
     assert len(fake.requests("POST", EXP)) == 2 and list(fake.experiments) == [created.snapshot.remote_id]
 
 
+async def test_a_variation_the_flag_does_not_have_is_refused_before_the_create(
+    fake: FakeAuth0, provider: Auth0Provider
+) -> None:
+    draft = draft_for(fake.add_flag("Login"), levels=[])
+    draft.weights[1].variation = "purple"
+    with pytest.raises(BadRequest, match=r"the flag has no variation purple \(it has: control, treatment\)"):
+        await provider.create(draft)
+    assert not fake.requests("POST", EXP) and not fake.experiments
+
+
 async def test_levels_that_fail_are_reported_missing_and_the_draft_kept(
     fake: FakeAuth0, provider: Auth0Provider
 ) -> None:
