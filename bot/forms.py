@@ -235,7 +235,7 @@ def parse_draft(draft: type[BaseModel], values: dict[str, Any]) -> BaseModel:
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]] or [next(iter(draft.model_fields))]
             key = ROW.join(loc[:3]) if len(loc) >= 3 and loc[1].isdigit() else loc[0]
-            if key not in values and loc[0] in draft.model_fields and len(loc) >= 3:
+            if key not in values and loc[0] in draft.model_fields:  # a rule over all rows: show it on the first
                 key = next((k for k in values if k.startswith(loc[0] + ROW)), loc[0])
             msg = "This field is required." if err["type"] == "missing" else err["msg"]
             errors.setdefault(key, clip(msg.removeprefix("Value error, "), 2000))
