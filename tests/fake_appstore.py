@@ -155,10 +155,11 @@ class FakeAppStore(Routes):
         return None
 
     def answer(self, seen: Seen) -> Reply:
-        if self.latency:
-            self._release.wait(self.latency)
         with self._lock:
             self.seen.append(seen)
+        if self.latency:  # received now, acted on later
+            self._release.wait(self.latency)
+        with self._lock:
             self.quota_used += 1
             if (problem := self._check_token(seen.headers.get("authorization", ""))) is not None:
                 return self._error(problem)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from providers.appstore import AppStoreProvider
 from providers.appstore_forms import AppStoreSettings, validate
-from providers.errors import Conflict, NotFound, Unauthorized
+from providers.errors import Conflict, NotFound, OutcomeUnknown, Unauthorized
 from providers.models import Change, ChangeKind, Status
 from tests.contract.harness_appstore import APP_ID, ISSUER, KEY_ID, PEM, draft, new_fake, new_provider
 from tests.fake_appstore import FakeAppStore
@@ -215,3 +216,31 @@ async def test_the_key_and_tokens_never_reach_logs_plans_or_reprs(
     body = PEM.splitlines()[1]
     assert fake.tokens and all(t not in shown for t in fake.tokens) and body not in shown
     assert "Bearer" not in shown
+
+
+async def test_a_slow_start_is_not_sent_twice_and_confirm_finds_it_started(fake: FakeAppStore) -> None:
+    impatient = new_provider(fake, timeout=0.3)
+    snap = (await impatient.create(draft("Slow"))).snapshot
+    with fake._lock:
+        fake.state.experiments[snap.remote_id]["state"] = "APPROVED"
+    ready = await impatient.get(snap.remote_id)
+    (step,) = (await impatient.plan(ready, Change(kind=ChangeKind.START))).steps
+    fake.latency = 0.6  # Apple acts, but only after the client gave up waiting
+    with pytest.raises(OutcomeUnknown):
+        await impatient.apply(step)
+    assert len(fake.requests("PATCH")) == 1  # a non-repeatable write is never re-sent by the client
+    while not fake.state.experiments[snap.remote_id]["startDate"]:  # the fake acts once its latency is over
+        await asyncio.sleep(0.05)
+    fake.latency = 0
+    found = await impatient.confirm(step, ready)
+    assert found is not None and found.data["data"]["attributes"]["startDate"]
+    assert len(fake.requests("PATCH")) == 1
+    await impatient.aclose()
+
+
+async def test_a_5xx_on_a_read_is_retried(fake: FakeAppStore, provider: AppStoreProvider) -> None:
+    snap = (await provider.create(draft("Flaky"))).snapshot
+    before = len(fake.requests("GET"))
+    fake.fail("unavailable", where="read")
+    assert (await provider.get(snap.remote_id)).name == "Flaky"
+    assert len(fake.requests("GET")) == before + 2
