@@ -60,6 +60,8 @@ class FakeLaunchDarkly(FakeServer):
         self.latency = 0.0
         self.hang = 5.0
         self.reset_in_ms = 1500
+        self.retry_after: str | None = None  # a Retry-After header on 429s (LaunchDarkly's IP-based limit)
+        self.reset_at_ms: int | None = None  # a fixed X-Ratelimit-Reset (epoch ms) instead of now + reset_in_ms
         self.remaining = {"global": 500, "route": 100}
         self._faults: list[Fault] = []
         self._mutex = threading.RLock()
@@ -92,7 +94,8 @@ class FakeLaunchDarkly(FakeServer):
         self.remaining["route"] = max(0, self.remaining["route"] - 1)
         reply.headers.setdefault("X-Ratelimit-Global-Remaining", str(self.remaining["global"]))
         reply.headers.setdefault("X-Ratelimit-Route-Remaining", str(self.remaining["route"]))
-        reply.headers.setdefault("X-Ratelimit-Reset", str(int(time.time() * 1000) + self.reset_in_ms))
+        reset = self.reset_at_ms or int(time.time() * 1000) + self.reset_in_ms
+        reply.headers.setdefault("X-Ratelimit-Reset", str(reset))
         return reply
 
     @staticmethod
@@ -145,6 +148,8 @@ class FakeLaunchDarkly(FakeServer):
         if fault.kind == "rate_limited":
             reply = self.error(429, "rate_limited", said or "You've exceeded the API rate limit. Try again later.")
             reply.headers = {"X-Ratelimit-Route-Remaining": "0"}
+            if self.retry_after is not None:
+                reply.headers["Retry-After"] = self.retry_after
             return reply
         status, code, default = {
             "conflict": (409, "conflict", "Conflict. The resource was changed."),
