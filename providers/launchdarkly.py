@@ -147,7 +147,7 @@ class LaunchDarklyProvider(CreateMenus, ProviderBase):
         found: builtins.list[Snapshot] = []
         async for item in pages_offset(self.http, path, params, "items", limit=20, total_key="total_count"):
             key = flag_key_of(iterations(item)[0] or {})
-            if key not in flags:
+            if str(key) not in flags:
                 flags[str(key)] = await self._flag(project, environment, key)
             eid = ExperimentId(project, environment, str(item["key"]))
             found.append(snapshot(eid, item, flags[str(key)], self.settings.root))

@@ -7,8 +7,6 @@ import builtins
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from providers.base import Choice, even_weights
 from providers.errors import ProviderError
 from providers.http import HttpClient
@@ -22,11 +20,6 @@ class CreateMenus:
 
     settings: LaunchDarklySettings
     http: HttpClient
-
-    async def _send(
-        self, method: str, path: str, body: Any = None, params: Mapping[str, Any] | None = None, **kw: Any
-    ) -> httpx.Response:
-        raise NotImplementedError
 
     async def _json(self, path: str, params: Mapping[str, Any] | None = None) -> Json:
         raise NotImplementedError
