@@ -118,8 +118,8 @@ async def test_the_whole_story(start_bot: StartBot, ld: FakeLaunchDarkly) -> Non
     assert bot.store.experiment(1).snapshot.status.value == "archived"
     assert (await _approved(bot, "restore exp-1"))[1] is RequestStatus.APPLIED
     assert bot.store.experiment(1).snapshot.status.value == "stopped"
-    card = bot.slack.message("C1", bot.store.experiment(1).card_ts)
-    assert "Stopped" in json.dumps(card) or "stopped" in json.dumps(card)
+    card_ts = bot.store.experiment(1).card_ts
+    await bot.until(lambda: "LaunchDarkly): stopped, exposure 25%" in bot.slack.message("C1", card_ts)["text"])
 
 
 async def test_track_by_key_or_full_id_is_one_experiment(start_bot: StartBot, ld: FakeLaunchDarkly) -> None:
@@ -128,8 +128,8 @@ async def test_track_by_key_or_full_id_is_one_experiment(start_bot: StartBot, ld
     await bot.runtime.workflow.providers["launchdarkly"].create(elsewhere)
     resp = await bot.player.command("track launchdarkly made-elsewhere")
     assert resp.status_code == 200
-    await bot.slack.wait_for_async("chat.postMessage", lambda a: "Made elsewhere" in a.get("text", ""))
-    assert bot.store.experiment(1).remote_id == "web/production/made-elsewhere"
+    tracked = await bot.until(lambda: (e := bot.store.experiment(1)) is not None and e.card_ts and e)
+    assert tracked.remote_id == "web/production/made-elsewhere" and tracked.name == "Made elsewhere"
     for spelling in ("web/production/made-elsewhere", " made-elsewhere ", "launchdarkly:made-elsewhere"):
         again = await bot.player.command(f"track launchdarkly {spelling.removeprefix('launchdarkly:')}")
         assert "already tracked as `exp-1`" in again.json()["text"]
