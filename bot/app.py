@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.checks import readiness
 from bot.config import Settings
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.policy import Approvers
@@ -107,6 +108,14 @@ class Runtime:
         async def healthz(_: Request) -> Response:
             return JSONResponse({"ok": True})
 
+        def outbox_depth() -> tuple[int, float | None]:
+            stats = self.store.outbox_stats()
+            return stats.depth, stats.oldest_age
+
+        async def readyz(_: Request) -> Response:
+            ready, body = await readiness(self.store, self.client, outbox_depth)
+            return JSONResponse(body, status_code=200 if ready else 503)
+
         async def metrics(_: Request) -> Response:
             return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -119,6 +128,7 @@ class Runtime:
             routes=[
                 Route("/slack/events", events, methods=["POST"]),
                 Route("/healthz", healthz),
+                Route("/readyz", readyz),
                 Route("/metrics", metrics),
             ],
             lifespan=lifespan,

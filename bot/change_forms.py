@@ -97,6 +97,6 @@ def parse_change(kind: ChangeKind, values: dict[str, Any]) -> Change:
         if "variant" not in values:
             raise FieldErrors({"variant": "Pick the winning variant."})
         return Change(kind=kind, variant=str(values["variant"]))
-    except (ValueError, ValidationError):
+    except (ValueError, TypeError, ValidationError):
         block = "exposure" if kind is ChangeKind.EXPOSURE else next(iter(values), "exposure")
         raise FieldErrors({block: "Enter a number from 0 to 100."}) from None

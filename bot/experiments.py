@@ -74,7 +74,7 @@ class Experiments:
             raise UsageError(
                 f"No tracked {name.lower()} experiment {code(rest)}. `/experiment list` shows them.", usage
             )
-        if ref.lower().startswith("exp-") and ref[4:].isdigit():
+        if ref.lower().startswith("exp-") and ref[4:].isdigit() and len(ref) <= 16:
             exp = self.store.experiment(int(ref[4:]))
             if exp is not None:
                 return exp

@@ -550,7 +550,7 @@ class Store:
         return f"sbx-{cur.lastrowid}"
 
     async def sandbox_get(self, remote_id: str) -> dict[str, Any] | None:
-        if not remote_id.startswith("sbx-") or not remote_id[4:].isdigit():
+        if not remote_id.startswith("sbx-") or not remote_id[4:].isdigit() or len(remote_id) > 16:
             return None
         row = _one(self.db, "SELECT record FROM sandbox_experiments WHERE id = ?", [int(remote_id[4:])])
         return json.loads(row["record"]) if row else None

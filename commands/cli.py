@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Any
 
+from bot import logs
 from bot.app import build
 from bot.checks import CheckRow, run_checks
 from bot.config import ConfigError, Mode, Settings, load_settings
@@ -50,11 +52,11 @@ def table(rows: list[CheckRow]) -> str:
     return "\n".join(f"{name:<{width}}  {mark:<6}  {detail}".rstrip() for name, mark, detail in lines)
 
 
-def serve(host: str, port: int) -> int:
+def serve(host: str, port: int, log_config: dict[str, Any]) -> int:
     import uvicorn
 
     runtime = build(_settings("serve"), register)
-    uvicorn.run(runtime.asgi(), host=host, port=port, log_level="info", proxy_headers=True)
+    uvicorn.run(runtime.asgi(), host=host, port=port, log_level="info", proxy_headers=True, log_config=log_config)
     return 0
 
 
@@ -67,15 +69,17 @@ def socket() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="expbot", description="A/B experiments from Slack, approved in threads.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p_serve = sub.add_parser("serve", help="HTTP mode: /slack/events, /healthz, /metrics")
+    p_serve = sub.add_parser("serve", help="HTTP mode: /slack/events, /healthz, /readyz, /metrics")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=3000)
-    sub.add_parser("socket", help="Socket Mode, with SLACK_APP_TOKEN")
+    p_socket = sub.add_parser("socket", help="Socket Mode, with SLACK_APP_TOKEN")
+    for p in (p_serve, p_socket):
+        p.add_argument("--log-format", choices=("text", "json"), default="text", help="one line per event [text]")
     sub.add_parser("check", help="validate the settings, then check the database, Slack and each enabled provider")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_config = logs.configure(getattr(args, "log_format", "text"), logging.INFO)
     if args.cmd == "serve":
-        return serve(args.host, args.port)
+        return serve(args.host, args.port, log_config)
     if args.cmd == "socket":
         return socket()
     return check()

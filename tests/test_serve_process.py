@@ -29,10 +29,12 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served(slack: FakeSlack, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
-    yield from serve(slack, tmp_path, '[approvals]\nexpires_after = "2h"\n')
+    yield from serve(slack, tmp_path, '[approvals]\nexpires_after = "2h"\n', "--log-format", "json")
 
 
-def serve(slack: FakeSlack, tmp_path: Path, config: str) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+def serve(
+    slack: FakeSlack, tmp_path: Path, config: str, *args: str
+) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
     """Run `expbot serve` as a process with `config` as its expbot.toml; yields its address, process and home."""
     port = _free_port()
     (tmp_path / "expbot.toml").write_text(config)
@@ -44,7 +46,7 @@ def serve(slack: FakeSlack, tmp_path: Path, config: str) -> Iterator[tuple[str, 
         "EXPBOT_DB": str(tmp_path / "expbot.db"),
     }
     proc = subprocess.Popen(
-        [EXPBOT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [EXPBOT, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -115,11 +117,30 @@ async def test_the_whole_story_against_a_served_process(
         assert "request.applied" in audit and "PATCH /sandbox/experiments/sbx-1" in audit
         metrics = httpx.get(base + "/metrics").text
         assert 'expbot_requests{status="applied"} 1' in metrics
+        for name, kind in (
+            ("expbot_slack_requests_total", "counter"),
+            ("expbot_ack_seconds", "histogram"),
+            ("expbot_provider_calls_total", "counter"),
+            ("expbot_provider_call_seconds", "histogram"),
+            ("expbot_request_transitions_total", "counter"),
+            ("expbot_outbox_depth", "gauge"),
+            ("expbot_slack_api_errors_total", "counter"),
+        ):
+            assert f"# HELP {name} " in metrics and f"# TYPE {name} {kind}" in metrics
+        assert 'expbot_request_transitions_total{to="applied"} 1.0' in metrics
+        assert 'expbot_slack_requests_total{kind="command",outcome="200"}' in metrics
+        ready = httpx.get(base + "/readyz")
+        assert ready.status_code == 200 and ready.json()["outbox"]["depth"] == 0
     finally:
         await player.aclose()
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=20)
     assert "Application shutdown complete" in output  # uvicorn then re-raises SIGTERM as its exit status
     assert TOKEN not in output and SECRET not in output
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is one JSON object
+    events = {(e.get("event"), e.get("request"), e.get("experiment")) for e in lines if e.get("event")}
+    for name in ("request.created", "request.approved", "request.applying", "request.applied"):
+        assert (name, 1, 1) in events
+    assert any(e["logger"].startswith("uvicorn") for e in lines)  # uvicorn's lines in the same format
     rows = sqlite3.connect(home / "expbot.db").execute("SELECT status FROM requests").fetchall()
     assert rows == [("applied",)]
