@@ -24,9 +24,11 @@ from bot.forms import (
 from bot.mrkdwn import clip
 from bot.workflow import Workflow
 from commands.guard import guarded
-from providers.errors import ProviderError
+from providers.errors import BadRequest, Conflict, InvalidChange, ProviderError
 from providers.models import ChangeKind
 
+CREATE_BUDGET = 2.0
+"""Seconds a create may take before the modal closes: a refusal within it is shown inline in the modal."""
 CHOICES_BUDGET = 2.5
 """Seconds a provider has to list choices: Slack waits 3 s for an options answer."""
 
@@ -89,8 +91,15 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
             await ack(response_action="update", view=modal)
             return
         draft = parse_draft(provider.draft_model, values)
+        creating = asyncio.ensure_future(experiments.create(chosen, draft, meta.get("channel", ""), body["user"]["id"]))
+        done, _ = await asyncio.wait({creating}, timeout=CREATE_BUDGET)
+        refused = creating.exception() if creating in done else None
+        if isinstance(refused, BadRequest | Conflict | InvalidChange):  # the provider's words, inline, where it fits
+            first = next(iter(provider.draft_model.model_fields))
+            await ack(response_action="errors", errors={first: clip(refused.detail, 2000)})
+            return
         await ack()
-        await experiments.create(chosen, draft, meta.get("channel", ""), body["user"]["id"])
+        await creating  # slower than the budget: its outcome is told in the channel or a DM
 
     @app.view(CHANGE_CALLBACK)
     @guard

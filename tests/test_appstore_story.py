@@ -129,9 +129,11 @@ async def test_a_409_on_create_is_told_word_for_word_and_nothing_is_tracked(
     await create(bot, "First")
     await bot.player.command("new appstore")
     await bot.slack.wait_for_async("views.open", count=2)
-    assert (await bot.player.submit(list(bot.slack.views)[-1], {"name": "Second"})).text == ""
-    dm = await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1" and "409" in a["text"])
-    assert "Cannot create new experiment because another experiment is in draft state" in dm[-1].args["text"]
+    answer = (await bot.player.submit(list(bot.slack.views)[-1], {"name": "Second"})).json()
+    assert answer == {  # inline in the modal, in Apple's words
+        "response_action": "errors",
+        "errors": {"name": "Cannot create new experiment because another experiment is in draft state"},
+    }
     assert len(bot.store.experiments()) == 1 and len(fake.state.experiments) == 1
 
 

@@ -68,6 +68,22 @@ async def test_choices_come_from_the_provider_and_a_pick_rebuilds_the_modal(bot:
     assert record is not None and record["sticky"] is False
 
 
+async def test_a_provider_refusing_the_create_is_shown_inline_word_for_word(bot: Bot) -> None:
+    sandbox = bot.runtime.workflow.providers["sandbox"]
+    sandbox.faults.inject("conflict")  # type: ignore[attr-defined]
+    await bot.player.command("new sandbox")
+    await bot.slack.wait_for_async("views.open")
+    resp = await bot.player.submit(list(bot.slack.views)[-1], {"name": "Second draft"})
+    assert resp.json() == {
+        "response_action": "errors",
+        "errors": {"name": "the experiment is in a state that does not allow this"},
+    }
+    assert bot.store.experiments() == []
+    ok = await bot.player.submit(list(bot.slack.views)[-1], {"name": "Second draft"})  # fixed: submit again
+    assert ok.status_code == 200 and ok.text == ""
+    await bot.until(lambda: bot.store.experiments())
+
+
 async def test_submit_without_provider_is_an_inline_error(bot: Bot) -> None:
     await bot.player.command("new")
     await bot.slack.wait_for_async("views.open")
