@@ -18,9 +18,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 
 from bot.config import Settings
+from bot.intake import Intake
 from bot.policy import Approvers
 from bot.store import Store
 from bot.threads import Threads
@@ -55,6 +56,7 @@ class Runtime:
     client: AsyncWebClient
     workflow: Workflow
     app: AsyncApp
+    intake: Intake | None = None  # the front door of /slack/events, set by asgi()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -78,11 +80,14 @@ class Runtime:
                 log.exception("recovering or expiring requests failed")
 
     def asgi(self) -> Starlette:
-        """HTTP mode: `/slack/events`, `/healthz`, `/metrics`."""
+        """HTTP mode: `/slack/events` (behind the intake: size, signature, shape), `/healthz`, `/metrics`."""
+        assert self.settings.signing_secret is not None
         handler = AsyncSlackRequestHandler(self.app)
 
         async def events(request: Request) -> Response:
             return await handler.handle(request)
+
+        self.intake = Intake(request_response(events), self.settings.signing_secret.get_secret_value())
 
         async def healthz(_: Request) -> Response:
             self.store.request_counts()
@@ -102,7 +107,7 @@ class Runtime:
 
         return Starlette(
             routes=[
-                Route("/slack/events", events, methods=["POST"]),
+                Route("/slack/events", self.intake, methods=["POST"]),
                 Route("/healthz", healthz),
                 Route("/metrics", metrics),
             ],
