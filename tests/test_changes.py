@@ -32,7 +32,9 @@ async def test_a_provider_action_is_carried_out_at_once_journaled_and_audited(bo
     actions = [e.action for e in bot.store.audit_events(1, 100) if e.request_id == req.id]
     assert actions[0] == "request.created" and "provider.call" in actions and actions[-1] == "request.applied"
     await bot.until(lambda: not bot.player.has_button("C1", exp.card_ts, "card_action"))  # offered once
-    message = bot.slack.message("C1", req.message_ts)
+    message = await bot.until(  # the request message is edited just after the card: wait for it, do not race it
+        lambda: (m := bot.slack.message("C1", req.message_ts)) and "Applied" in json.dumps(m["blocks"]) and m
+    )
     assert message is not None and "Applied" in json.dumps(message["blocks"])
     assert not bot.player.has_button("C1", req.message_ts, "request_approve")
 
