@@ -22,11 +22,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 
 from bot.checks import readiness
 from bot.config import Settings
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.intake import Intake
 from bot.policy import Approvers
 from bot.store import Store
 from bot.threads import Threads
@@ -63,6 +64,7 @@ class Runtime:
     workflow: Workflow
     app: AsyncApp
     metrics: Metrics
+    intake: Intake | None = None  # the front door of /slack/events, set by asgi()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -94,7 +96,8 @@ class Runtime:
                 log.exception("%s failed", what)
 
     def asgi(self) -> Starlette:
-        """HTTP mode: `/slack/events`, `/healthz`, `/readyz`, `/metrics`."""
+        """HTTP mode: `/slack/events` (behind the intake: size, signature, shape), `/healthz`, `/readyz`, `/metrics`."""
+        assert self.settings.signing_secret is not None
         handler = AsyncSlackRequestHandler(self.app)
 
         async def events(request: Request) -> Response:
@@ -104,6 +107,9 @@ class Runtime:
             self.metrics.ack_seconds.labels(kind).observe(time.perf_counter() - start)
             self.metrics.slack_requests.labels(kind, str(response.status_code)).inc()
             return response
+
+        self.intake = intake = Intake(request_response(events), self.settings.signing_secret.get_secret_value())
+        self.metrics.watch_intake(lambda: intake.counts.rejected)
 
         async def healthz(_: Request) -> Response:
             return JSONResponse({"ok": True})
@@ -126,7 +132,7 @@ class Runtime:
 
         return Starlette(
             routes=[
-                Route("/slack/events", events, methods=["POST"]),
+                Route("/slack/events", self.intake, methods=["POST"]),
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
                 Route("/metrics", metrics),

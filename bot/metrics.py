@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bot.store import Store
@@ -41,6 +41,21 @@ class _StoreGauges(Collector):
         yield GaugeMetricFamily(
             "expbot_outbox_given_up", "Slack messages given up after an error retrying cannot fix", value=stats.dead
         )
+
+
+class _IntakeCounters(Collector):
+    """The front door's counts: requests turned away by reason (413, 401, 400), read at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        rejected = CounterMetricFamily(
+            "expbot_slack_requests_rejected", "Requests turned away before Slack code saw them", labels=["reason"]
+        )
+        for reason, n in sorted(self.counts().items()):
+            rejected.add_metric([reason], n)
+        yield rejected
 
 
 class Metrics:
@@ -95,6 +110,9 @@ class Metrics:
         finally:
             self.provider_calls.labels(provider, status).inc()
             self.provider_seconds.labels(provider).observe(time.perf_counter() - start)
+
+    def watch_intake(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_IntakeCounters(counts))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
