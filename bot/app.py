@@ -26,8 +26,8 @@ from starlette.routing import Route, request_response
 
 from bot.checks import readiness
 from bot.config import Settings
-from bot.metrics import CONTENT_TYPE, Metrics
 from bot.intake import Intake
+from bot.metrics import CONTENT_TYPE, Metrics
 from bot.policy import Approvers
 from bot.store import Store
 from bot.threads import Threads

@@ -128,6 +128,7 @@ async def test_the_whole_story_against_a_served_process(
         ):
             assert f"# HELP {name} " in metrics and f"# TYPE {name} {kind}" in metrics
         assert 'expbot_request_transitions_total{to="applied"} 1.0' in metrics
+        assert 'expbot_slack_requests_rejected_total{reason="bad_signature"} 1.0' in metrics
         assert 'expbot_slack_requests_total{kind="command",outcome="200"}' in metrics
         ready = httpx.get(base + "/readyz")
         assert ready.status_code == 200 and ready.json()["outbox"]["depth"] == 0
