@@ -90,7 +90,7 @@ class Intake:
             await self._refuse(scope, receive, send, refusal)
             return
         self.counts.accepted += 1
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(_unconfused(body), receive), send)
 
     async def _read(self, headers: Mapping[bytes, list[bytes]], receive: Receive) -> bytes | _Refusal:
         """The whole body, read in the chunks the server hands over, and never more than `limit` bytes of it."""
@@ -224,6 +224,15 @@ def _json_object(text: str, what: str) -> str:
     except (ValueError, RecursionError):
         return f"{what} is not JSON"
     return "" if isinstance(parsed, dict) else f"{what} is not a JSON object"
+
+
+def _unconfused(body: bytes) -> bytes:
+    """A verified form body whose text merely *mentions* "payload" (`/experiment track x payload-test`) would be
+    read by Bolt as an empty interaction (its parse_body looks for the substring): spell the word with an escape
+    that decodes to the same text. Bolt's own signature check is off for this reason; this check stands in for it."""
+    if b"payload" not in body or body.startswith(b"{") or body.startswith(b"payload=") or b"&payload=" in body:
+        return body
+    return body.replace(b"payload", b"p%61yload")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -92,6 +92,8 @@ NASTY = [
     "audit `exp-1`",
     "ramp sandbox:sbx-404 10",
     "track sandbox sbx-99999999999999999999999",
+    "help payload",
+    "track sandbox payload-test",
 ]
 
 
