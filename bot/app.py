@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -69,6 +70,8 @@ class Runtime:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Deliver what Slack has not taken yet and recover interrupted requests; then keep doing both."""
+        session = aiohttp.ClientSession()  # one connection pool for every Web API call (no handshake per call)
+        self.client.session = session
         await self.workflow.release_orphans()
         await self.workflow.experiments.outbox.drain()
         await self.workflow.recover()
@@ -83,6 +86,8 @@ class Runtime:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.workflow.aclose()
+            self.client.session = None
+            await session.close()
 
     async def _deliver(self) -> None:
         await self.workflow.experiments.outbox.drain()

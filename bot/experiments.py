@@ -10,7 +10,7 @@ from bot import texts, views
 from bot.config import Settings
 from bot.errors import UsageError
 from bot.metrics import Metrics
-from bot.models import AuditEvent, ChangeRequest, Experiment, OutboxItem, RequestStatus
+from bot.models import AuditEvent, ChangeRequest, Experiment, ExperimentSummary, OutboxItem, RequestStatus
 from bot.mrkdwn import code
 from bot.outbox import Outbox
 from bot.store import Store, now
@@ -20,6 +20,7 @@ from providers.base import Capabilities, Provider
 from providers.errors import ProviderError
 from providers.models import Snapshot, Status
 
+LIST_LIMIT = 40
 OPEN = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.APPLYING)
 
 
@@ -108,8 +109,11 @@ class Experiments:
     def capabilities(self, exp: Experiment) -> Capabilities:
         return self.provider_of(exp).capabilities(exp.snapshot)
 
-    def list(self, provider: str | None, status: Status | None) -> list[Experiment]:
-        return [e for e in self.store.experiments(provider) if status is None or e.snapshot.status is status]
+    def list(
+        self, provider: str | None, status: Status | None, limit: int = LIST_LIMIT
+    ) -> tuple[list[ExperimentSummary], int]:
+        """The experiments to list (at most `limit`) and how many match in all."""
+        return self.store.summaries(provider, status.value if status else None, limit)
 
     # -- messages rendered from the store's latest state -----------------------------------------
     def card_message(self, exp: Experiment) -> views.Message:

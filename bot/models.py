@@ -47,6 +47,22 @@ class Experiment(BaseModel):
         return f"exp-{self.id}"
 
 
+class ExperimentSummary(BaseModel):
+    """One line of `/experiment list`: read with a narrow query, without decoding the whole snapshot."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    provider: str
+    name: str
+    status: str
+    exposure: float | None
+
+    @property
+    def ref(self) -> str:
+        return f"exp-{self.id}"
+
+
 class Approval(BaseModel):
     model_config = ConfigDict(frozen=True)
 

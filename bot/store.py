@@ -21,6 +21,7 @@ from bot.models import (
     AuditEvent,
     ChangeRequest,
     Experiment,
+    ExperimentSummary,
     JournalEntry,
     OutboxItem,
     OutboxRow,
@@ -191,6 +192,24 @@ class Store:
         if provider:
             sql, args = sql + " WHERE provider = ?", [provider]
         return [_experiment(r) for r in self.db.query(sql + " ORDER BY id", args)]
+
+    def summaries(self, provider: str | None, status: str | None, limit: int) -> tuple[list[ExperimentSummary], int]:
+        """Up to `limit` experiments for a listing, and how many match in all (one narrow query each)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if provider:
+            where, args = [*where, "provider = ?"], [*args, provider]
+        if status:
+            where, args = [*where, "json_extract(snapshot, '$.status') = ?"], [*args, status]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self.db.execute(
+            "SELECT id, provider, name, json_extract(snapshot, '$.status'),"
+            f" json_extract(snapshot, '$.exposure') FROM experiments{clause} ORDER BY id LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+        total = self.db.execute(f"SELECT COUNT(*) FROM experiments{clause}", args).fetchone()[0]
+        found = [ExperimentSummary(id=r[0], provider=r[1], name=r[2], status=r[3], exposure=r[4]) for r in rows]
+        return found, int(total)
 
     @_writes
     def set_card(self, experiment_id: int, channel: str, ts: str) -> None:

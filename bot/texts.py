@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.models import AuditEvent, ChangeRequest, Experiment, JournalEntry, RequestStatus
+from bot.models import AuditEvent, ChangeRequest, Experiment, ExperimentSummary, JournalEntry, RequestStatus
 from bot.mrkdwn import clip, code, escape, pct
 
 __all__ = ["USAGE", "code"]
@@ -44,15 +44,16 @@ def help_text() -> str:
     )
 
 
-def experiment_list(exps: list[Experiment], labels: dict[str, str]) -> str:
+def experiment_list(found: tuple[list[ExperimentSummary], int], labels: dict[str, str]) -> str:
+    exps, total = found
     if not exps:
         return "No experiments tracked yet. Create one with `/experiment new`."
     rows = [
-        f"`{e.ref}` *{escape(e.name)}* · {escape(labels.get(e.provider, e.provider))} · {e.snapshot.status.value} · "
-        f"exposure {pct(e.snapshot.exposure)}"
-        for e in exps[:40]
+        f"`{e.ref}` *{escape(e.name)}* · {escape(labels.get(e.provider, e.provider))} · {e.status} · "
+        f"exposure {pct(e.exposure)}"
+        for e in exps
     ]
-    more = f"\n…and {len(exps) - 40} more; filter by provider or status." if len(exps) > 40 else ""
+    more = f"\n…and {total - len(exps)} more; filter by provider or status." if total > len(exps) else ""
     return "\n".join(rows) + more
 
 

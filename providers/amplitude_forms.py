@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, field_validator
 
-from providers.base import CommaList
+from providers.base import CommaList, Text
 from providers.registry import ProviderSettings
 
 DEFAULT_BASE_URL = "https://experiment.amplitude.com"
@@ -63,7 +63,7 @@ def key_from(name: str) -> str:
 class AmplitudeDraft(BaseModel):
     """Create fields of an Amplitude experiment (POST /api/1/experiments); only the name needs typing."""
 
-    name: str = Field(title="Name", min_length=1, max_length=200, description="Shown in Amplitude and on the card")
+    name: Text = Field(title="Name", min_length=1, max_length=200, description="Shown in Amplitude and on the card")
     key: str | None = Field(
         default=None,
         title="Key",
@@ -86,20 +86,13 @@ class AmplitudeDraft(BaseModel):
         json_schema_extra={"choices": "deployments"},
     )
     evaluation_mode: Literal["remote", "local"] = Field(default="remote", title="Evaluation mode")
-    bucketing_key: str = Field(
+    bucketing_key: Text = Field(
         default="amplitude_id",
         title="Bucketing key",
         min_length=1,
         max_length=100,
         description="The user property users are bucketed by",
     )
-
-    @field_validator("name", "bucketing_key")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("this cannot be blank")
-        return value.strip()
 
     @field_validator("description", "key", mode="before")
     @classmethod

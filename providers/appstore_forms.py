@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from providers.auth import load_ec_key
-from providers.base import CommaList
+from providers.base import CommaList, Text
 from providers.registry import ProviderSettings
 
 ISSUER, KEY_ID = "APPSTORE_ISSUER_ID", "APPSTORE_KEY_ID"
@@ -46,7 +46,7 @@ def slug(name: str) -> str:
 class AppStoreDraft(BaseModel):
     """Create fields of a product page optimization test (only the name needs typing)."""
 
-    name: str = Field(title="Name", min_length=1, max_length=100, description="The test's name in App Store Connect")
+    name: Text = Field(title="Name", min_length=1, max_length=100, description="The test's name in App Store Connect")
     app_id: str = Field(
         title="App",
         description="The app whose product page is tested",
@@ -67,13 +67,6 @@ class AppStoreDraft(BaseModel):
         max_length=MAX_TREATMENTS,
         description="1 to 3 comma-separated treatment names; the original product page is the control",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the name cannot be blank")
-        return value.strip()
 
     @field_validator("app_id")
     @classmethod

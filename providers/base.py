@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from providers.errors import InvalidChange, OutcomeUnknown
 from providers.models import WEIGHT_TOLERANCE, Change, ChangeKind, Snapshot, Status, pct, weights_equal
@@ -80,6 +80,16 @@ def _split_commas(value: object) -> object:
 
 CommaList = Annotated[list[str], BeforeValidator(_split_commas)]
 """A list field entered as comma-separated text in a modal."""
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("this cannot be blank")
+    return value.strip()
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+"""Typed text that must not be blank; kept without its leading and trailing blanks."""
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ import re
 from pydantic import BaseModel, Field, HttpUrl, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from providers.base import even_weights
+from providers.base import Text, even_weights
 from providers.errors import BadRequest
 from providers.launchdarkly_mapping import NAME, Json, allocations, variation_name
 from providers.models import WEIGHT_TOLERANCE
@@ -60,18 +60,18 @@ class LaunchDarklySettings(ProviderSettings):
 class TreatmentRow(BaseModel):
     """One treatment of the first iteration: a variation of the flag and its share of the experiment's traffic."""
 
-    name: str = Field(title="Treatment", min_length=1, max_length=200, description="A variation of the flag")
+    name: Text = Field(title="Treatment", min_length=1, max_length=200, description="A variation of the flag")
     weight: float = Field(title="Share (%)", ge=0, le=100, description="Its share of the experiment's traffic")
 
 
 class LaunchDarklyDraft(BaseModel):
     """Create fields of a LaunchDarkly experiment; the flag's version and rule are read from the flag."""
 
-    name: str = Field(title="Name", min_length=1, max_length=200, description="Shown on the card and in LaunchDarkly")
+    name: Text = Field(title="Name", min_length=1, max_length=200, description="Shown on the card and in LaunchDarkly")
     key: str | None = Field(
         default=None, title="Key", max_length=256, description="Leave blank to derive it from the name"
     )
-    hypothesis: str = Field(
+    hypothesis: Text = Field(
         default="The treatment improves the primary metric",
         title="Hypothesis",
         min_length=1,
@@ -104,13 +104,6 @@ class LaunchDarklyDraft(BaseModel):
         title="Treatments",
         description="Filled in from the flag: every variation, split evenly; a share of 0 leaves one out",
     )
-
-    @field_validator("name", "hypothesis")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("this cannot be blank")
-        return value.strip()
 
     @field_validator("key")
     @classmethod

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, Field, field_validator
 
-from providers.base import CommaList
+from providers.base import CommaList, Text
 from providers.faults import FaultKind, Latency
 from providers.registry import ProviderSettings
 
@@ -30,7 +30,7 @@ class SandboxSettings(ProviderSettings):
 class SandboxDraft(BaseModel):
     """Create fields of a sandbox experiment."""
 
-    name: str = Field(title="Name", min_length=1, max_length=80, description="Shown on the card")
+    name: Text = Field(title="Name", min_length=1, max_length=80, description="Shown on the card")
     template: str | None = Field(
         default=None,
         title="Start from",
@@ -48,13 +48,6 @@ class SandboxDraft(BaseModel):
         default=10, title="Exposure (%)", ge=0, le=100, description="Share of eligible traffic once it starts"
     )
     sticky: bool = Field(default=True, title="Keep each user in their variant")
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the name cannot be blank")
-        return value.strip()
 
     @field_validator("template")
     @classmethod

@@ -155,3 +155,17 @@ def test_only_one_process_wins_a_transition(tmp_path: Path) -> None:
     assert wins.count(True) == 1 and wins.count(False) == 3
     events = Store(path).audit_events(1)
     assert [e.action for e in events].count("request.approved") == 1
+
+
+async def test_listing_reads_a_narrow_page_and_the_total(tmp_path: Path) -> None:
+    store = Store(tmp_path / "x.db")
+    for i in range(45):
+        snap = SNAP.model_copy(
+            update={"remote_id": f"sbx-{i}", "name": f"E{i}", "status": Status.RUNNING if i % 3 else Status.DRAFT}
+        )
+        await store.add_experiment("sandbox", snap, "C1", "U1")
+    page, total = store.summaries(None, None, 40)
+    assert len(page) == 40 and total == 45 and page[0].ref == "exp-1" and page[0].exposure == 10
+    drafts, n = store.summaries("sandbox", "draft", 40)
+    assert n == 15 and {s.status for s in drafts} == {"draft"}
+    assert store.summaries("launchdarkly", None, 40) == ([], 0)

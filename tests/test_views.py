@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 from bot import texts
 from bot.errors import explain
-from bot.models import Approval, AuditEvent, ChangeRequest, Experiment, JournalEntry, RequestStatus
+from bot.models import (
+    Approval,
+    AuditEvent,
+    ChangeRequest,
+    Experiment,
+    ExperimentSummary,
+    JournalEntry,
+    RequestStatus,
+)
 from bot.views import card, request_message
 from providers.base import Action, Capabilities
 from providers.errors import BadRequest
@@ -141,7 +149,10 @@ def test_user_and_provider_text_is_escaped_everywhere() -> None:
         id=1, ts=now, actor=EVIL, experiment_id=7, request_id=1, action="provider.call", detail={"error": EVIL}
     )
     _assert_inert(
-        texts.experiment_list([exp], {"sandbox": EVIL}),
+        texts.experiment_list(
+            ([ExperimentSummary(id=7, provider="sandbox", name=EVIL, status="running", exposure=30)], 1),
+            {"sandbox": EVIL},
+        ),
         texts.experiment_detail(exp, EVIL, [pending]),
         texts.audit_text(exp, [event]),
         texts.already_tracked(exp, None),
