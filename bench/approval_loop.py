@@ -32,6 +32,8 @@ def _report(name: str, samples: list[float]) -> None:
 
 async def main(rounds: int) -> None:
     slack = FakeSlack(bot_token="xoxb-bench")
+    for uid, name in (("U1", "alice"), ("U2", "bob")):
+        slack.add_user(uid, name=name)
     slack.start()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "expbot.toml"
