@@ -1,4 +1,4 @@
-"""The `expbot` command line: `serve` (HTTP), `socket` (Socket Mode) and `check`."""
+"""The `expbot` command line: `serve` (HTTP), `socket` (Socket Mode), `check` and `playground`."""
 
 from __future__ import annotations
 
@@ -72,12 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--port", type=int, default=3000)
     sub.add_parser("socket", help="Socket Mode, with SLACK_APP_TOKEN")
     sub.add_parser("check", help="validate the settings, then check the database, Slack and each enabled provider")
+    p_play = sub.add_parser("playground", help="the app with a local Slack stand-in and a page in the browser")
+    p_play.add_argument("--port", type=int, default=3030, help="port of the page on 127.0.0.1 [3030]; 0 picks one")
+    p_play.add_argument("--data", help="folder for playground.toml and the database [a new temporary folder]")
+    p_play.add_argument("--open", action="store_true", help="open the page in the browser")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd == "serve":
         return serve(args.host, args.port)
     if args.cmd == "socket":
         return socket()
+    if args.cmd == "playground":
+        from commands.playground.run import playground
+
+        return playground(args.port, args.data, args.open)
     return check()
 
 

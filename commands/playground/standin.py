@@ -16,7 +16,7 @@ from commands.playground.web_methods import MUTATING, WebApiMethods, parse_args
 
 Predicate = Callable[[dict[str, Any]], bool]
 Answer = tuple[int, dict[str, str], Any]
-Pages = Callable[[str, str, bytes], Answer]
+Pages = Callable[[str, str, dict[str, str], bytes], Answer]
 
 
 @dataclass
@@ -234,7 +234,7 @@ class SlackStandIn(WebApiMethods):
             return self._handle(path, headers, raw)
         if self.pages is None:
             return 404, {}, {"ok": False, "error": "not_found"}
-        return self.pages(verb, path, raw)
+        return self.pages(verb, path, {k.lower(): v for k, v in headers.items()}, raw)
 
     def _handle(self, path: str, headers: dict[str, str], raw: bytes) -> Answer:
         lower = {k.lower(): v for k, v in headers.items()}
