@@ -65,7 +65,7 @@ class Person(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(pattern=r"^[UW][A-Z0-9]{2,}$")
+    id: str = Field(pattern=r"^[UW][A-Z0-9]+$")
     name: str = Field(min_length=1, max_length=40)
     role: str = ""
     guest: Literal["multi", "single"] | None = None
@@ -77,7 +77,7 @@ class Group(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(pattern=r"^S[A-Z0-9]{2,}$")
+    id: str = Field(pattern=r"^S[A-Z0-9]+$")
     handle: str = Field(min_length=1, max_length=40)
     members: list[str] = Field(default_factory=list)
 
