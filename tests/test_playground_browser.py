@@ -71,13 +71,13 @@ def test_the_approval_story_in_a_browser(address: str, browser: Browser) -> None
     type_command(page, "/experiment new sandbox")
     modal = page.get_by_role("dialog", name="New experiment")
     expect(modal.locator("[data-block-id=exposure] input")).to_be_visible()
-    modal.locator("[data-block-id=name] input").fill("Checkout <v2> &amp; co")
+    modal.locator("[data-block-id=name] input").fill("Checkout <v2>")
     modal.locator("[data-submit]").click()
     expect(modal).to_be_hidden()
 
     page.click("[data-nav=C0STATUS]")
     card = page.locator("#messages .msg").filter(has=page.locator(".block-header"))
-    expect(card.locator(".block-header")).to_have_text("🧪 Checkout <v2> &amp; co")  # escaped text shown literally
+    expect(card.locator(".block-header")).to_have_text("🧪 Checkout <v2>")  # escaped text shown literally
     expect(card).to_contain_text("draft")
 
     type_command(page, "/experiment ramp exp-1 25")
