@@ -71,6 +71,9 @@ def test_the_approval_story_in_a_browser(address: str, browser: Browser) -> None
     type_command(page, "/experiment new sandbox")
     modal = page.get_by_role("dialog", name="New experiment")
     expect(modal.locator("[data-block-id=exposure] input")).to_be_visible()
+    modal.locator("[data-block-id=template] button.pick").click()  # an external select: block_suggestion
+    modal.get_by_role("option", name="A/B/C: control and two treatments").click()  # dispatches; views.update
+    expect(modal.locator("[data-block-id=variants] input")).to_have_value("control, a, b")
     modal.locator("[data-block-id=name] input").fill("Checkout <v2>")
     modal.locator("[data-submit]").click()
     expect(modal).to_be_hidden()
@@ -79,6 +82,7 @@ def test_the_approval_story_in_a_browser(address: str, browser: Browser) -> None
     card = page.locator("#messages .msg").filter(has=page.locator(".block-header"))
     expect(card.locator(".block-header")).to_have_text("🧪 Checkout <v2>")  # escaped text shown literally
     expect(card).to_contain_text("draft")
+    expect(card).to_contain_text("(control)")
 
     type_command(page, "/experiment ramp exp-1 25")
     expect(page.locator("#messages .msg.ephemeral")).to_contain_text("Asked for approval")
@@ -111,4 +115,28 @@ def test_the_approval_story_in_a_browser(address: str, browser: Browser) -> None
     expect(page.locator("#messages .msg.ephemeral").last).to_contain_text("applied")
     page.click("[data-nav=home]")
     expect(page.locator(".home .block-header")).to_have_text("expbot")
+    page.close()
+
+
+def test_the_renderer_shows_mrkdwn_and_unknown_blocks(address: str, browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto(address)
+    expect(page.locator("#title")).to_have_text("# product")
+    text = "*b* _i_ ~s~ `c &lt;x&gt;` &lt;!channel&gt; <https://example.test|a link> "
+    text += "<@U0BOB> <#C0STATUS> <!subteam^S0APPROVERS>"
+    html = page.evaluate("(t) => mrkdwn(t).innerHTML", text)
+    assert "<b>b</b> <i>i</i> <s>s</s> <code>c &lt;x&gt;</code> &lt;!channel&gt; " in html
+    assert '<a href="https://example.test" target="_blank" rel="noopener">a link</a>' in html
+    assert "@bob</span>" in html and "#experiments</span>" in html and "@experiment-approvers</span>" in html
+    assert page.evaluate("mrkdwn('```a &amp; *b*```').innerHTML") == "<pre>a &amp; *b*</pre>"
+    shown = page.evaluate(
+        "blocks({kind: 'message'}, [{type: 'rich_text'}, {type: 'actions', elements: [{type: 'x'}]}])"
+        ".map((el) => el.textContent)"
+    )
+    assert shown == ["Unsupported block: rich_text", "Unsupported element: x"]
+    fallback = page.evaluate(
+        "message({ts: '1.0', channel: 'C0PRODUCT', text: 'only *text*', user: 'U0BOB'}, false)"
+        ".querySelector('.mrkdwn').innerHTML"
+    )
+    assert fallback == "only <b>text</b>"
     page.close()
