@@ -101,8 +101,9 @@ class Playground:
         answer = resp.json() if resp.content else {}
         if answer.get("text") or answer.get("blocks"):
             if answer.get("response_type") == "in_channel":
-                self.standin._m_chat_postMessage({"channel": channel, **answer})
-                self.standin.changed()
+                with self.standin._lock:
+                    self.standin._m_chat_postMessage({"channel": channel, **answer})
+                    self.standin.version += 1
             else:
                 self._note(user, channel, str(answer.get("text", "")))
         return {"ok": True}
