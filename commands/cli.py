@@ -1,4 +1,4 @@
-"""The `expbot` command line: `serve` (HTTP), `socket` (Socket Mode) and `check`."""
+"""The `expbot` command line: `serve` (HTTP), `socket` (Socket Mode), `check` and `playground`."""
 
 from __future__ import annotations
 
@@ -76,12 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     for p in (p_serve, p_socket):
         p.add_argument("--log-format", choices=("text", "json"), default="text", help="one line per event [text]")
     sub.add_parser("check", help="validate the settings, then check the database, Slack and each enabled provider")
+    p_play = sub.add_parser("playground", help="the app with a local Slack stand-in and a page in the browser")
+    p_play.add_argument("--port", type=int, default=3030, help="port of the page on 127.0.0.1 [3030]; 0 picks one")
+    p_play.add_argument("--data", help="folder for playground.toml and the database [a new temporary folder]")
+    p_play.add_argument("--open", action="store_true", help="open the page in the browser")
     args = parser.parse_args(argv)
     log_config = logs.configure(getattr(args, "log_format", "text"), logging.INFO)
     if args.cmd == "serve":
         return serve(args.host, args.port, log_config)
     if args.cmd == "socket":
         return socket()
+    if args.cmd == "playground":
+        from commands.playground.run import playground
+
+        return playground(args.port, args.data, args.open)
     return check()
 
 
