@@ -214,7 +214,7 @@ def _problem(headers: Mapping[bytes, list[bytes]], body: bytes) -> str:
     if "payload" in text:
         payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
         if payload is not None:
-            return _json_object(payload, "payload")
+            return _json_object(payload, "payload") or _interaction(json.loads(payload))
     return ""
 
 
@@ -224,6 +224,28 @@ def _json_object(text: str, what: str) -> str:
     except (ValueError, RecursionError):
         return f"{what} is not JSON"
     return "" if isinstance(parsed, dict) else f"{what} is not a JSON object"
+
+
+_NEEDS = {
+    "block_actions": (("actions", list), ("user", dict)),
+    "view_submission": (("view", dict), ("user", dict)),
+    "view_closed": (("view", dict), ("user", dict)),
+    "block_suggestion": (("user", dict),),
+    "shortcut": (("user", dict),),
+    "message_action": (("user", dict),),
+}
+"""What an interaction of each type must carry for Bolt to route it (a missing one made Bolt answer 500)."""
+
+
+def _interaction(payload: dict[str, Any]) -> str:
+    kind = payload.get("type")
+    for key, shape in _NEEDS.get(kind if isinstance(kind, str) else "", ()):
+        if not isinstance(payload.get(key), shape):
+            return f"a {kind} payload needs {key}"
+    actions = payload.get("actions")
+    if kind == "block_actions" and not all(isinstance(a, dict) for a in actions or []):
+        return "a block_actions payload needs actions that are objects"
+    return ""
 
 
 def _unconfused(body: bytes) -> bytes:

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_from_bytes, urlencode
 
 import httpx
 import pytest
@@ -139,6 +139,10 @@ async def test_stale_future_and_malformed_timestamps_get_401(bot: Bot, logs: Log
     logs.assert_no_traceback()
 
 
+def _q(raw: bytes) -> bytes:
+    return quote_from_bytes(raw, safe="").encode()
+
+
 # -- 400: signed, but not a body Slack would send ---------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("body", "content_type", "problem"),
@@ -151,6 +155,17 @@ async def test_stale_future_and_malformed_timestamps_get_401(bot: Bot, logs: Log
         (b"text=caf\xe9", FORM, "body is not UTF-8"),
         (b"", FORM, "empty body"),
         (b"a=1", "text/plain", "content type must be form-encoded or JSON"),
+        (b"payload=" + _q(b'{"type":"block_actions","actions":null}'), FORM, "a block_actions payload needs actions"),
+        (
+            b"payload=" + _q(b'{"type":"block_actions","actions":[1],"user":{}}'),
+            FORM,
+            "a block_actions payload needs actions that are objects",
+        ),
+        (
+            b"payload=" + _q(b'{"type":"view_submission","user":{"id":"U1"}}'),
+            FORM,
+            "a view_submission payload needs view",
+        ),
     ],
 )
 async def test_signed_malformed_bodies_get_400_without_traceback(
