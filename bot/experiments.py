@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -177,10 +178,7 @@ class Experiments:
         call = {"call": f"create {snap.remote_id}", "status": "ok", "draft": draft.model_dump(mode="json")}
         if created.missing:
             call["missing"] = created.missing
-        exp = await self._track(provider, snap, channel, user, "experiment.created", started, call)
-        if created.missing:
-            await self.outbox.send([OutboxItem.note(exp.id, "created", texts.missing_note(created.missing))])
-        return exp
+        return await self._track(provider, snap, channel, user, "experiment.created", started, call, created.missing)
 
     async def check_untracked(self, provider_name: str, remote_id: str) -> Provider:
         """The provider to track `remote_id` on; `AlreadyTracked` (with a link to its card) if it has one."""
@@ -207,6 +205,7 @@ class Experiments:
         action: str,
         read_at: Any,
         call: dict[str, Any] | None = None,
+        missing: Sequence[str] = (),
     ) -> Experiment:
         snap = snap.model_copy(update={"remote_id": provider.canonical_id(snap.remote_id)})
         exp, new = await self.store.add_experiment(provider.name, snap, self.settings.channel or channel, user, read_at)
@@ -217,4 +216,8 @@ class Experiments:
             await self.store.audit(user, "provider.call", exp.id, detail=call)
         detail = {"provider": provider.name, "remote_id": snap.remote_id, "fingerprint": snap.fingerprint}
         await self.store.audit(user, action, exp.id, detail=detail)
-        return await self.refresh_card(exp.id, tell=True)
+        notes = [OutboxItem.note(exp.id, "created", texts.missing_note(list(missing)))] if missing else []
+        await self.store.enqueue(notes)  # queued before the card, so it is never lost if the card must wait
+        exp = await self.refresh_card(exp.id, tell=True)
+        await self.outbox.drain([n.key for n in notes])
+        return exp

@@ -3,6 +3,7 @@ retried with backoff (honouring Retry-After) until Slack takes them or answers w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class Outbox:
         self.store, self.threads, self.owner = store, threads, owner
         self._card, self._request = card, request
         self.on_result = on_result
+        self._sending = asyncio.Lock()  # one drain at a time: a burst of edits is spread out, acks go between
         """Called per try with (kind, result: sent, retry or dead, Slack's error code if any): metrics hang here."""
 
     async def send(self, items: list[OutboxItem]) -> dict[str, SlackApiError]:
@@ -75,14 +77,17 @@ class Outbox:
     async def drain(self, keys: list[str] | None = None) -> dict[str, SlackApiError]:
         """Deliver what is due (only `keys`, if given) until nothing due is left; permanent refusals by key."""
         refused: dict[str, SlackApiError] = {}
-        for _ in range(50):
-            rows = await self.store.claim_due(self.owner, CLAIM_TTL, keys)
-            if not rows:
-                break
-            for row in rows:
-                error = await self._one(row)
-                if error is not None:
-                    refused[row.key] = error
+        if keys is not None and not keys:
+            return refused
+        async with self._sending:
+            for _ in range(50):
+                rows = await self.store.claim_due(self.owner, CLAIM_TTL, keys)
+                if not rows:
+                    break
+                for row in rows:
+                    error = await self._one(row)
+                    if error is not None:
+                        refused[row.key] = error
         return refused
 
     async def _one(self, row: OutboxRow) -> SlackApiError | None:
@@ -97,7 +102,7 @@ class Outbox:
                 return err
             wait = _retry_after(err) or _backoff(row.attempts)
             await self._retry(row, code, wait, code)
-        except (OSError, TimeoutError) as err:  # connection trouble: Slack never answered
+        except (OSError, TimeoutError, NotYet) as err:  # Slack never answered, or the message must wait
             await self._retry(row, type(err).__name__, _backoff(row.attempts))
         else:
             await self.store.outbox_sent(row, self.owner)

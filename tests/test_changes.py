@@ -62,6 +62,23 @@ async def test_a_create_that_partly_fails_is_tracked_and_says_what_is_missing(bo
     assert [v.key for v in exp.snapshot.variants] == ["control", "b"]
 
 
+async def test_a_note_waits_for_its_card_then_goes_into_its_thread(bot: Bot) -> None:
+    _sandbox(bot).faults.inject("server_error", skip=2)
+    bot.slack.fail_next("chat.postMessage", error="not_in_channel")  # the card cannot be posted yet
+    await bot.player.command("new sandbox")
+    await bot.slack.wait_for_async("views.open")
+    await bot.player.submit(list(bot.slack.views)[-1], {"name": "Hidden", "variants": "control, a, b"})
+    await bot.slack.wait_for_async("chat.postMessage", lambda a: a["channel"] == "U1" and "not_in_channel" in a["text"])
+    assert [r.key for r in bot.store.outbox_rows("pending")] == ["note:1:created"]  # waiting, not lost
+    req = await bot.request("ramp exp-1 20")  # the next change posts the card …
+    card_ts = bot.store.experiment(1).card_ts
+    assert card_ts and bot.slack.message("C1", req.message_ts)["thread_ts"] == card_ts
+    note = await bot.slack.wait_for_async(
+        "chat.postMessage", lambda a: "not all of it" in a.get("text", ""), timeout=15
+    )
+    assert note[-1].args["thread_ts"] == card_ts  # … and the note follows into its thread
+
+
 def _mrkdwn(node: Any) -> list[str]:
     if isinstance(node, dict):
         found = [node["text"]] if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str) else []
