@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -139,4 +140,51 @@ def test_the_renderer_shows_mrkdwn_and_unknown_blocks(address: str, browser: Bro
         ".querySelector('.mrkdwn').innerHTML"
     )
     assert fallback == "only <b>text</b>"
+    page.close()
+
+
+def test_reject_cancel_and_a_group_approver_in_a_browser(address: str, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(WAIT)
+    expect.set_options(timeout=WAIT)
+    page.goto(address)
+    act_as(page, "U0ALICE")
+    expect(page.locator("#title")).to_have_text("# product")
+    type_command(page, "/experiment new sandbox")
+    modal = page.get_by_role("dialog", name="New experiment")
+    modal.locator("[data-block-id=name] input").fill("Onboarding")
+    modal.locator("[data-submit]").click()
+    expect(modal).to_be_hidden()
+    page.click("[data-nav=C0STATUS]")
+    card = page.locator("#messages .msg").filter(has=page.locator(".block-header", has_text="Onboarding"))
+    expect(card).to_contain_text("draft")
+    found = re.search(r"exp-\d+", card.inner_text())
+    assert found is not None
+    ref = found.group(0)  # this test may run alone or after the story
+
+    def request(what: str) -> Locator:
+        return page.locator("#thread .msg").filter(has=page.locator(".mrkdwn", has_text=what)).last
+
+    type_command(page, f"/experiment ramp {ref} 30")
+    card.locator("button.replies").click()
+    rejected = request("ramp exposure to 30%")
+    expect(rejected.locator("[data-action-id=request_reject]")).to_be_visible()
+    act_as(page, "U0CAROL")
+    rejected.locator("[data-action-id=request_reject]").click()
+    expect(rejected.locator("[data-block-id=request_outcome]")).to_contain_text("Rejected")
+    expect(rejected.locator("[data-block-id=request_outcome]")).to_contain_text("@carol")
+
+    act_as(page, "U0ALICE")
+    type_command(page, f"/experiment ramp {ref} 35")
+    cancelled = request("ramp exposure to 35%")
+    cancelled.locator("[data-action-id=request_cancel]").click()
+    expect(cancelled.locator("[data-block-id=request_outcome]")).to_contain_text("Cancelled")
+
+    type_command(page, f"/experiment start {ref}")
+    started = request("asks to start on")
+    act_as(page, "U0CAROL")  # an approver through the user group, not by id
+    started.locator("[data-action-id=request_approve]").click()
+    page.locator("[data-confirm=yes]").click()
+    expect(started.locator("[data-block-id=request_outcome]")).to_contain_text("Applied", timeout=60_000)
+    expect(card).to_contain_text("running")
     page.close()
