@@ -50,6 +50,17 @@ class CheckRow:
         return {True: "ok", False: "FAIL", None: "skip"}[self.ok]
 
 
+def outbox_row(store: Store) -> CheckRow:
+    """Slack messages still waiting, and those given up after an error retrying cannot fix."""
+    stats = store.outbox_stats()
+    age = f", the oldest {stats.oldest_age:.0f}s old" if stats.oldest_age is not None else ""
+    detail = f"{stats.depth} message(s) waiting{age}; {stats.dead} given up"
+    if stats.dead:
+        last = next((r.last_error for r in reversed(store.outbox_rows("dead"))), None)
+        detail += f" (last: {last}); see the log, fix the cause, then ask for the change again"
+    return CheckRow("slack outbox", not stats.dead, detail)
+
+
 def database_row(store: Store) -> CheckRow:
     """The database answers a trivial read."""
     try:
@@ -166,6 +177,7 @@ async def run_checks(settings: Settings) -> list[CheckRow]:
     if store is None:
         rows += [CheckRow(f"provider {n}", None, "needs the database") for n in settings.enabled]
     else:
+        rows.append(outbox_row(store))
         providers = build_providers(settings, store)
         try:
             rows += await provider_rows(providers, settings.enabled)

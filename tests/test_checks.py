@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -156,6 +156,7 @@ async def test_run_checks_against_the_fake(slack: FakeSlack, tmp_path: Path) -> 
         ("slack auth", True),
         ("slack scopes", True),
         ("status channel", True),
+        ("slack outbox", True),
         ("provider sandbox", True),
     ]
     assert all(TOKEN not in r.detail for r in rows)
@@ -223,3 +224,16 @@ async def test_readiness_closed_database_failed_outbox_and_revoked_token(
     clock.now += 11  # a failed answer is asked again sooner than a good one
     await readiness(closed, client, clock=clock)
     assert len(slack.calls("auth.test")) == 2
+
+
+async def test_the_outbox_row_names_messages_given_up(tmp_path: Path) -> None:
+    from bot.models import OutboxItem
+    from bot.store import Store
+
+    store = Store(tmp_path / "x.db")
+    assert checks.outbox_row(store) == CheckRow("slack outbox", True, "0 message(s) waiting; 0 given up")
+    await store.enqueue([OutboxItem.dm("U1", "k", "hi")])
+    [row] = await store.claim_due("p", timedelta(seconds=60))
+    await store.outbox_failed(row, "p", "is_archived", None)
+    found = checks.outbox_row(store)
+    assert found.ok is False and "1 given up (last: is_archived)" in found.detail

@@ -154,6 +154,7 @@ def test_check_good_token_prints_the_table(tmp_path: Path, slack: FakeSlack) -> 
         "slack auth        ok      team Fake (T0TEST), bot user @expbot (UBOT)\n"
         "slack scopes      ok      commands, chat:write, chat:write.public, usergroups:read, users:read\n"
         "status channel    ok      #c0status (C0STATUS)\n"
+        "slack outbox      ok      0 message(s) waiting; 0 given up\n"
         "provider sandbox  ok      0 experiment(s) visible\n"
         "\n"
         "All checks passed.\n"
@@ -172,7 +173,7 @@ def test_check_revoked_token_is_a_failed_row(tmp_path: Path, slack: FakeSlack) -
     )
     assert rows["slack scopes"] == rows["status channel"] == ("skip", "needs a bot token Slack accepts")
     assert rows["database"][0] == rows["provider sandbox"][0] == "ok"
-    assert result.stdout.endswith("1 of 5 checks failed: fix the rows marked FAIL and run `expbot check` again.\n")
+    assert result.stdout.endswith("1 of 6 checks failed: fix the rows marked FAIL and run `expbot check` again.\n")
     assert "Settings are complete" not in result.stdout
 
 
@@ -185,7 +186,7 @@ def test_check_missing_scope(tmp_path: Path, slack: FakeSlack) -> None:
         "missing users:read: add under OAuth & Permissions > Bot Token Scopes (or update the app from manifest.yml), "
         "then reinstall the app",
     )
-    assert "1 of 5 checks failed" in result.stdout
+    assert "1 of 6 checks failed" in result.stdout
 
 
 def test_check_unreachable_channel(tmp_path: Path, slack: FakeSlack) -> None:
