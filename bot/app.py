@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -75,6 +76,8 @@ class Runtime:
         await self.workflow.release_orphans()
         await self.workflow.experiments.outbox.drain()
         await self.workflow.recover()
+        gc.collect()
+        gc.freeze()  # what start-up made lives as long as the process: keep it out of every later collection
         tasks = [asyncio.create_task(self._every(SWEEP_SECONDS, self.workflow.recover, "recovering or expiring"))]
         tasks.append(asyncio.create_task(self._every(DELIVER_SECONDS, self._deliver, "delivering to Slack")))
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,10 +47,8 @@ class Experiment(BaseModel):
         return f"exp-{self.id}"
 
 
-class ExperimentSummary(BaseModel):
+class ExperimentSummary(NamedTuple):
     """One line of `/experiment list`: read with a narrow query, without decoding the whole snapshot."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: int
     provider: str

@@ -97,6 +97,20 @@ def m003_outbox(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_listing_columns(db: Database) -> None:
+    """Status and exposure as columns, so `/experiment list` reads them without decoding every snapshot."""
+    db.executescript(
+        """
+        ALTER TABLE experiments ADD COLUMN status TEXT;
+        ALTER TABLE experiments ADD COLUMN exposure REAL;
+        UPDATE experiments SET status = json_extract(snapshot, '$.status'),
+            exposure = json_extract(snapshot, '$.exposure');
+        CREATE INDEX experiments_listing ON experiments (provider, status);
+        """
+    )
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -152,7 +166,7 @@ class Store:
         with self._wdb.atomic():
             cur = self._wdb.execute(
                 "INSERT OR IGNORE INTO experiments (provider, remote_id, name, channel, created_by, snapshot,"
-                " created_at, updated_at, read_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, updated_at, read_at, status, exposure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     provider,
                     snapshot.remote_id,
@@ -163,6 +177,8 @@ class Store:
                     stamp,
                     stamp,
                     read,
+                    snapshot.status.value,
+                    snapshot.exposure,
                 ],
             )
             row = _one(
@@ -194,22 +210,22 @@ class Store:
         return [_experiment(r) for r in self.db.query(sql + " ORDER BY id", args)]
 
     def summaries(self, provider: str | None, status: str | None, limit: int) -> tuple[list[ExperimentSummary], int]:
-        """Up to `limit` experiments for a listing, and how many match in all (one narrow query each)."""
+        """Up to `limit` experiments for a listing, and how many match in all (counted only past a full page)."""
         where: list[str] = []
         args: list[Any] = []
         if provider:
             where, args = [*where, "provider = ?"], [*args, provider]
         if status:
-            where, args = [*where, "json_extract(snapshot, '$.status') = ?"], [*args, status]
+            where, args = [*where, "status = ?"], [*args, status]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.execute(
-            "SELECT id, provider, name, json_extract(snapshot, '$.status'),"
-            f" json_extract(snapshot, '$.exposure') FROM experiments{clause} ORDER BY id LIMIT ?",
-            [*args, limit],
+            f"SELECT id, provider, name, status, exposure FROM experiments{clause} ORDER BY id LIMIT ?",
+            [*args, limit + 1],
         ).fetchall()
-        total = self.db.execute(f"SELECT COUNT(*) FROM experiments{clause}", args).fetchone()[0]
-        found = [ExperimentSummary(id=r[0], provider=r[1], name=r[2], status=r[3], exposure=r[4]) for r in rows]
-        return found, int(total)
+        total = len(rows)
+        if total > limit:
+            total = int(self.db.execute(f"SELECT COUNT(*) FROM experiments{clause}", args).fetchone()[0])
+        return [ExperimentSummary(*r) for r in rows[:limit]], total
 
     @_writes
     def set_card(self, experiment_id: int, channel: str, ts: str) -> None:
@@ -219,11 +235,13 @@ class Store:
     def save_snapshot(self, experiment_id: int, snapshot: Snapshot, read_at: datetime) -> bool:
         """Store a read of the experiment unless a newer read is already stored; False if this one is older."""
         cur = self._wdb.execute(
-            "UPDATE experiments SET snapshot = ?, name = ?, updated_at = ?, read_at = ?"
+            "UPDATE experiments SET snapshot = ?, name = ?, status = ?, exposure = ?, updated_at = ?, read_at = ?"
             " WHERE id = ? AND (read_at IS NULL OR read_at <= ?)",
             [
                 snapshot.model_dump_json(),
                 snapshot.name,
+                snapshot.status.value,
+                snapshot.exposure,
                 now().isoformat(),
                 read_at.isoformat(),
                 experiment_id,

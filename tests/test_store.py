@@ -40,7 +40,7 @@ def test_migrations_create_schema_and_wal(tmp_path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "requests", "approvals", "audit", "sandbox_experiments"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 3
+    assert conn.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 4
     assert {"leases", "steps", "outbox"} <= tables
 
 
