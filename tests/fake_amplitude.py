@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.httpfake import FakeServer, Reply, Seen
+from tests.httpfake import FakeServer, Reply, Seen, take_fault
 
 EXPERIMENT_FIELDS = frozenset(
     "name description bucketingKey bucketingSalt bucketingUnit evaluationMode rolloutPercentage targetSegments enabled "
@@ -131,17 +131,7 @@ class FakeAmplitude(FakeServer):
             return reply
 
     def _fault(self, seen: Seen) -> Fault | None:
-        for fault in self.faults:
-            if not fault.matches(seen):
-                continue
-            if fault.skip > 0:
-                fault.skip -= 1
-                return None
-            fault.times -= 1
-            if fault.times <= 0:
-                self.faults.remove(fault)
-            return fault
-        return None
+        return take_fault(self.faults, lambda fault: fault.matches(seen))
 
     def _route(self, seen: Seen) -> Reply:
         body: Any = None

@@ -7,9 +7,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.fake_appstore_routes import Routes
 from tests.fake_appstore_spec import body_errors, query_errors
 from tests.fake_appstore_store import ApiError, Store
-from tests.httpfake import Reply, Seen
+from tests.httpfake import Loopback, Reply, Seen, take_fault
 
 LATE = 30.0  # an answer this late is never waited for: the client has timed out (the server is released on stop)
 UNAUTHORIZED = ApiError(
@@ -63,8 +61,7 @@ class FakeAppStore(Routes):
         self.reject_tokens = 0
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
-        self._release = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._loopback = Loopback(self.answer)
         self._routes: list[tuple[str, re.Pattern[str], str, Callable[..., tuple[int, Any]]]] = []
         for method, template, handler in self._table():
             pattern = re.compile("^" + re.sub(r"\{id\}", r"([^/]+)", template) + "$")
@@ -84,54 +81,14 @@ class FakeAppStore(Routes):
     # -- serving -------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._loopback.url
 
     def start(self) -> FakeAppStore:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def serve(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                parts = urlsplit(self.path)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                reply = fake.answer(Seen(self.command, parts.path, dict(parse_qsl(parts.query)), headers, raw))
-                if reply.delay:
-                    fake._release.wait(reply.delay)
-                if reply.drop:
-                    self.close_connection = True
-                    return
-                payload = json.dumps(reply.body).encode() if reply.body is not None else b""
-                self.send_response(reply.status)
-                for name, value in {"Content-Type": "application/json", **reply.headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self._loopback.start()
         return self
 
     def stop(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._loopback.stop()
 
     # -- answering -----------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -143,22 +100,16 @@ class FakeAppStore(Routes):
 
     def _fault(self, seen: Seen) -> Fault | None:
         kind = "write" if seen.method in WRITES else "read"
-        for fault in self._faults:
-            if fault.where in (kind, "any") and (fault.path is None or seen.path.startswith(fault.path)):
-                if fault.skip:
-                    fault.skip -= 1
-                    return None
-                fault.times -= 1
-                if fault.times <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
+        return take_fault(
+            self._faults,
+            lambda fault: fault.where in (kind, "any") and (fault.path is None or seen.path.startswith(fault.path)),
+        )
 
     def answer(self, seen: Seen) -> Reply:
         with self._lock:
             self.seen.append(seen)
         if self.latency:  # received now, acted on later
-            self._release.wait(self.latency)
+            self._loopback.wait(self.latency)
         with self._lock:
             self.quota_used += 1
             if (problem := self._check_token(seen.headers.get("authorization", ""))) is not None:

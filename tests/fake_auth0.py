@@ -7,21 +7,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from tests.fake_auth0_tenant import Refused, Reply, Tenant
+from tests.httpfake import Loopback, take_fault
+from tests.httpfake import Reply as LoopReply
+from tests.httpfake import Seen as LoopSeen
 
 ALL_SCOPES = frozenset(f"{a}:experimentation" for a in ("read", "create", "update", "delete"))
 EXP = "/api/v2/experimentation/experiments"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that gave up on a late answer is what the fault is for
 
 
 @dataclass(frozen=True)
@@ -66,8 +60,7 @@ class FakeAuth0:
         self.faults: list[Fault] = []
         self.writes = self.rejected = self.token_requests = 0
         self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._release = threading.Event()
+        self._loopback = Loopback(self._serve)
 
     # -- levers for tests ----------------------------------------------------------------------
     @property
@@ -172,19 +165,13 @@ class FakeAuth0:
 
     def _fault(self, seen: Seen) -> Fault | None:
         write = seen.method != "GET" and seen.path.startswith(EXP) and not seen.path.endswith("/validate")
-        for fault in self.faults:
+
+        def matches(fault: Fault) -> bool:
             if (fault.method or seen.method) != seen.method or (fault.path or "") not in seen.path:
-                continue
-            if (fault.writes_only and not write) or (seen.path == "/oauth/token" and fault.path != "/oauth/token"):
-                continue
-            if fault.skip > 0:
-                fault.skip -= 1
-                return None
-            fault.times -= 1
-            if fault.times <= 0:
-                self.faults.remove(fault)
-            return fault
-        return None
+                return False
+            return not (fault.writes_only and not write) and (seen.path != "/oauth/token" or fault.path == seen.path)
+
+        return take_fault(self.faults, matches)
 
     def answer(self, seen: Seen) -> tuple[Reply | None, float]:
         """The reply (None: hang up) and how long to wait before sending it."""
@@ -211,49 +198,22 @@ class FakeAuth0:
             reply = (status, body, self._limit_headers() | headers)
             return reply, self.late if fault and fault.kind == "late" else delay
 
+    def _serve(self, raw: LoopSeen) -> LoopReply:
+        """The loopback server's view of a request (raw body) to this fake's (JSON body), and back."""
+        body = json.loads(raw.body) if raw.body.strip() else None
+        reply, delay = self.answer(Seen(raw.method, raw.path, raw.query, raw.headers, body))
+        if reply is None:
+            return LoopReply(delay=delay, drop=True)
+        status, payload, extra = reply
+        return LoopReply(status, payload, {"Content-Type": "application/json"} | extra, delay)
+
     def start(self) -> FakeAuth0:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def serve(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                parts = urlsplit(self.path)
-                body = json.loads(raw) if raw.strip() else None
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                reply, delay = fake.answer(Seen(self.command, parts.path, dict(parse_qsl(parts.query)), headers, body))
-                if delay:
-                    fake._release.wait(delay)
-                if reply is None:
-                    self.close_connection = True
-                    return
-                status, payload, extra = reply
-                data = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
-                for name, value in ({"Content-Type": "application/json"} | extra).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self._loopback.start()
         return self
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._loopback.url
 
     def stop(self) -> None:
-        self._release.set()  # wake any late answer still waiting
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._loopback.stop()

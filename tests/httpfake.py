@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -39,6 +39,31 @@ class Reply:
 Handler = Callable[[Seen], Reply]
 
 
+class Countdown(Protocol):
+    """A fault that lets `skip` matching requests through, then fires on the next `times` of them."""
+
+    skip: int
+    times: int
+
+
+F = TypeVar("F", bound=Countdown)
+
+
+def take_fault(faults: list[F], matches: Callable[[F], bool]) -> F | None:
+    """The fault (if any) for this request: the first that matches, counted down, dropped once spent."""
+    for fault in faults:
+        if not matches(fault):
+            continue
+        if fault.skip > 0:
+            fault.skip -= 1
+            return None
+        fault.times -= 1
+        if fault.times <= 0:
+            faults.remove(fault)
+        return fault
+    return None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -46,51 +71,26 @@ class _Server(ThreadingHTTPServer):
         pass  # a client that gave up on a slow reply is expected here
 
 
-class FakeServer:
-    """Answers each (method, path) from its script (the last reply repeats) or a handler; records every request."""
+class Loopback:
+    """A threaded HTTP server on 127.0.0.1 that hands every request to `answer` and writes back its `Reply`:
+    a slow reply waits (released on stop), a dropped one is hung up on without a word."""
 
-    def __init__(self) -> None:
-        self.seen: list[Seen] = []
-        self._scripts: dict[tuple[str, str], list[Reply]] = {}
-        self._handlers: dict[tuple[str, str], Handler] = {}
-        self._lock = threading.Lock()
+    def __init__(self, answer: Callable[[Seen], Reply]) -> None:
+        self.answer = answer
         self._release = threading.Event()
         self._server: _Server | None = None
-
-    def script(self, method: str, path: str, *replies: Reply) -> None:
-        """Answer with these replies in turn, the last one from then on (replaces any handler)."""
-        self._handlers.pop((method, path), None)
-        self._scripts[(method, path)] = list(replies)
-
-    def handle(self, method: str, path: str, handler: Handler) -> None:
-        """Answer with whatever the handler returns for each request (replaces any script)."""
-        self._scripts.pop((method, path), None)
-        self._handlers[(method, path)] = handler
-
-    def requests(self, method: str | None = None, path: str | None = None) -> list[Seen]:
-        with self._lock:
-            return [s for s in self.seen if (method in (None, s.method)) and (path in (None, s.path))]
 
     @property
     def url(self) -> str:
         assert self._server is not None, "start() first"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def _answer(self, seen: Seen) -> Reply:
-        key = (seen.method, seen.path)
-        with self._lock:
-            self.seen.append(seen)
-            if key in self._handlers:
-                handler = self._handlers[key]
-            elif key in self._scripts:
-                queue = self._scripts[key]
-                return queue.pop(0) if len(queue) > 1 else queue[0]
-            else:
-                return Reply(404, {"message": f"nothing scripted for {seen.method} {seen.path}"})
-        return handler(seen)
+    def wait(self, seconds: float) -> None:
+        """Wait as a slow server would; cut short when the server stops."""
+        self._release.wait(seconds)
 
-    def start(self) -> FakeServer:
-        fake = self
+    def start(self) -> Loopback:
+        loopback = self
 
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -101,9 +101,9 @@ class FakeServer:
                 raw = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                reply = fake._answer(Seen(self.command, parts.path, dict(parse_qsl(parts.query)), headers, raw))
+                reply = loopback.answer(Seen(self.command, parts.path, dict(parse_qsl(parts.query)), headers, raw))
                 if reply.delay:
-                    fake._release.wait(reply.delay)
+                    loopback.wait(reply.delay)
                 if reply.drop:  # hang up without a word
                     self.close_connection = True
                     return
@@ -136,3 +136,52 @@ class FakeServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class FakeServer:
+    """Answers each (method, path) from its script (the last reply repeats) or a handler; records every request."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self._scripts: dict[tuple[str, str], list[Reply]] = {}
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._lock = threading.Lock()
+        self._loopback = Loopback(self._answer)
+
+    def script(self, method: str, path: str, *replies: Reply) -> None:
+        """Answer with these replies in turn, the last one from then on (replaces any handler)."""
+        self._handlers.pop((method, path), None)
+        self._scripts[(method, path)] = list(replies)
+
+    def handle(self, method: str, path: str, handler: Handler) -> None:
+        """Answer with whatever the handler returns for each request (replaces any script)."""
+        self._scripts.pop((method, path), None)
+        self._handlers[(method, path)] = handler
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if (method in (None, s.method)) and (path in (None, s.path))]
+
+    @property
+    def url(self) -> str:
+        return self._loopback.url
+
+    def _answer(self, seen: Seen) -> Reply:
+        key = (seen.method, seen.path)
+        with self._lock:
+            self.seen.append(seen)
+            if key in self._handlers:
+                handler = self._handlers[key]
+            elif key in self._scripts:
+                queue = self._scripts[key]
+                return queue.pop(0) if len(queue) > 1 else queue[0]
+            else:
+                return Reply(404, {"message": f"nothing scripted for {seen.method} {seen.path}"})
+        return handler(seen)
+
+    def start(self) -> FakeServer:
+        self._loopback.start()
+        return self
+
+    def stop(self) -> None:
+        self._loopback.stop()
