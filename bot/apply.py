@@ -13,7 +13,6 @@ from bot.errors import explain
 from bot.experiments import Experiments
 from bot.models import ChangeRequest, Experiment, JournalEntry, OutboxItem, RequestStatus
 from bot.store import Store, now
-from bot.threads import Threads
 from providers.base import Provider
 from providers.errors import OutcomeUnknown, ProviderError, Stale
 from providers.models import Snapshot
@@ -36,10 +35,9 @@ class StepFailed(Exception):
 class Applier:
     """Moves approved requests to applied, failed or stale, never applies one twice, never repeats a done step."""
 
-    def __init__(self, experiments: Experiments, threads: Threads, poll: float = 0.05) -> None:
+    def __init__(self, experiments: Experiments, poll: float = 0.05) -> None:
         self.experiments = experiments
         self.store: Store = experiments.store
-        self.threads = threads
         self.owner = experiments.owner
         self.metrics = experiments.metrics
         self.poll = poll
@@ -193,8 +191,8 @@ class Applier:
     async def _failed(self, req: ChangeRequest, exp: Experiment, failed: StepFailed, actor: str) -> None:
         await self.experiments.try_read(exp, actor)
         if isinstance(failed.error, Stale) and not failed.sent:
-            why = f"the provider says the experiment changed ({failed.error.detail}); nothing was applied"
-            await self._finish(req, APPLYING, RequestStatus.STALE, why, f"Request #{req.id} is *stale*: {why}.")
+            why = texts.refused_as_stale(failed.error.detail)
+            await self._finish(req, APPLYING, RequestStatus.STALE, why, texts.stale_refusal_note(req, why))
             return
         report = texts.step_report(req.plan, self.store.journal(req.id))
         why = explain(failed.error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +17,7 @@ Mode = Literal["serve", "socket", "check"]
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 PROVIDER_NAMES = tuple(DRIVERS)
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -167,14 +168,12 @@ def _provider_settings(raw: dict[str, Any], where: str, problems: list[str]) -> 
             problems.append(f"{where} [providers.{name}]: unknown provider{suggestion(name, DRIVERS)}")
             continue
         known = driver(name)
-        model = known.settings_model if known else ProviderSettings
         if not isinstance(section, dict):
             problems.append(f"{where} [providers.{name}]: must be a table of settings")
             continue
-        try:
-            found[name] = model.model_validate(section)
-        except ValidationError as exc:
-            problems.extend(model_problems(exc, where, f"providers.{name}", model))
+        model = known.settings_model if known else ProviderSettings
+        if (settings := _validated(model, section, where, f"providers.{name}", problems)) is not None:
+            found[name] = settings
     return found
 
 
@@ -200,7 +199,7 @@ def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _policies(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[Policy, dict[str, Policy]]:
     base_raw = {k: v for k, v in raw.items() if not isinstance(v, dict) or k in Policy.model_fields}
-    policy = _policy(base_raw, where, "approvals", problems) or Policy()
+    policy = _validated(Policy, base_raw, where, "approvals", problems) or Policy()
     overrides: dict[str, Policy] = {}
     for name, section in raw.items():
         if name in base_raw:
@@ -208,26 +207,19 @@ def _policies(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[Pol
         if name not in PROVIDER_NAMES:
             problems.append(f"{where} [approvals.{name}]: unknown provider{suggestion(name, PROVIDER_NAMES)}")
             continue
-        found = _policy(policy.model_dump() | section, where, f"approvals.{name}", problems)
+        found = _validated(Policy, policy.model_dump() | section, where, f"approvals.{name}", problems)
         if found is not None:
             overrides[name] = found
     return policy, overrides
 
 
-def _policy(raw: dict[str, Any], where: str, section: str, problems: list[str]) -> Policy | None:
+def _validated(model: type[M], raw: dict[str, Any], where: str, section: str, problems: list[str]) -> M | None:
+    """One section of the file as its model, or None with its problems added (every key named)."""
     try:
-        return Policy.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(model_problems(exc, where, section, Policy))
+        problems.extend(model_problems(exc, where, section, model))
         return None
-
-
-def _slack(raw: dict[str, Any], where: str, problems: list[str]) -> SlackConfig:
-    try:
-        return SlackConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems.extend(model_problems(exc, where, "slack", SlackConfig))
-        return SlackConfig()
 
 
 def _env() -> Env:
@@ -267,7 +259,7 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
     problems.extend(check_db(db_path))
     file, config_path = _read_file(env, problems)
     where = str(config_path or "expbot.toml")
-    channel = _slack(_table(file, "slack"), where, problems).channel
+    channel = (_validated(SlackConfig, _table(file, "slack"), where, "slack", problems) or SlackConfig()).channel
     policy, overrides = _policies(_table(file, "approvals"), where, problems)
     providers = _provider_settings(_table(file, "providers"), where, problems)
     enabled, provider_problems, secrets = enabled_providers(env)

@@ -40,13 +40,13 @@ class Decisions:
     async def request_change(self, exp: Experiment, change: Change, user: str) -> ChangeRequest:
         """Post a change request in the experiment's thread. Nothing is sent to the provider before approval;
         a provider action that moves no traffic is carried out at once, through the same journal and audit."""
-        await self.approvers.check_member(user, self.settings.policy_for(exp.provider))
+        policy = self.settings.policy_for(exp.provider)
+        await self.approvers.check_member(user, policy)
         snap = await self.experiments.read(exp, user)
         if snap.fingerprint != exp.snapshot.fingerprint or exp.card_ts is None:
             exp = await self.experiments.refresh_card(exp.id, tell=exp.card_ts is None)
         self.plan_check(exp, snap, change)
         plan: Plan = await self.experiments.provider_of(exp).plan(snap, change)
-        policy = self.settings.policy_for(exp.provider)
         required = policy.required if change.kind.moves_traffic else 0
         created = now()
         req_id = await self.store.add_request(exp, change, snap, plan, user, required, expires_at(policy, created))

@@ -70,9 +70,8 @@ class Experiments:
         ref = ref.strip()
         name, sep, rest = ref.partition(":")
         if sep and name.lower() in self.providers:
-            found = self.store.experiment_by_remote(name.lower(), self.providers[name.lower()].canonical_id(rest))
-            if found:
-                return found
+            if found := self._by_remote(name.lower(), self.providers[name.lower()], rest):
+                return found[0]
             raise UsageError(
                 f"No tracked {name.lower()} experiment {code(rest)}. `/experiment list` shows them.", usage
             )
@@ -127,21 +126,25 @@ class Experiments:
     async def read(self, exp: Experiment, actor: str) -> Snapshot:
         """Read the experiment from its provider (one audit row) and store it unless a newer read is stored."""
         started = now()
-        call = {"call": f"get {exp.remote_id}"}
         provider = self.provider_of(exp)
         try:
             with self.metrics.provider_call(provider.name):
                 snap = await provider.get(exp.remote_id)
         except ProviderError as err:
-            await self.store.audit(
-                actor, "provider.call", exp.id, detail=call | {"status": err.status or "error", "error": err.detail}
-            )
+            await self._audit_call(actor, exp.id, f"get {exp.remote_id}", err)
             raise
-        await self.store.audit(
-            actor, "provider.call", exp.id, detail=call | {"status": "ok", "fingerprint": snap.fingerprint}
-        )
+        await self._audit_call(actor, exp.id, f"get {exp.remote_id}", fingerprint=snap.fingerprint)
         await self.store.save_snapshot(exp.id, snap, started)
         return snap
+
+    async def _audit_call(
+        self, actor: str, experiment_id: int | None, call: str, err: ProviderError | None = None, **ok: Any
+    ) -> None:
+        """One audit row for a provider call: its outcome, and the provider's words when it failed."""
+        detail = {"call": call} | (
+            {"status": err.status or "error", "error": err.detail} if err else {"status": "ok", **ok}
+        )
+        await self.store.audit(actor, "provider.call", experiment_id, detail=detail)
 
     async def try_read(self, exp: Experiment, actor: str) -> Snapshot | None:
         try:
@@ -171,11 +174,14 @@ class Experiments:
             with self.metrics.provider_call(provider.name):
                 created = await provider.create(draft)
         except ProviderError as err:
-            detail = {"call": f"create on {provider.name}", "status": err.status or "error", "error": err.detail}
-            await self.store.audit(user, "provider.call", detail=detail)
+            await self._audit_call(user, None, f"create on {provider.name}", err)
             raise
         snap = created.snapshot
-        call = {"call": f"create {snap.remote_id}", "status": "ok", "draft": draft.model_dump(mode="json")}
+        call: dict[str, Any] = {
+            "call": f"create {snap.remote_id}",
+            "status": "ok",
+            "draft": draft.model_dump(mode="json"),
+        }
         if created.missing:
             call["missing"] = created.missing
         return await self._track(provider, snap, channel, user, "experiment.created", started, call, created.missing)

@@ -30,7 +30,7 @@ class _StoreGauges(Collector):
         for status, count in sorted(self.store.request_counts().items()):
             by_status.add_metric([status], count)
         yield by_status
-        yield GaugeMetricFamily("expbot_experiments", "Experiments tracked", value=len(self.store.experiments()))
+        yield GaugeMetricFamily("expbot_experiments", "Experiments tracked", value=self.store.experiment_count())
         stats = self.store.outbox_stats()
         yield GaugeMetricFamily("expbot_outbox_depth", "Slack messages waiting to be delivered", value=stats.depth)
         yield GaugeMetricFamily(

@@ -66,8 +66,8 @@ class Outbox:
         self.store, self.threads, self.owner = store, threads, owner
         self._card, self._request = card, request
         self.on_result = on_result
-        self._sending = asyncio.Lock()  # one drain at a time: a burst of edits is spread out, acks go between
         """Called per try with (kind, result: sent, retry or dead, Slack's error code if any): metrics hang here."""
+        self._sending = asyncio.Lock()  # one drain at a time: a burst of edits is spread out, acks go between
 
     async def send(self, items: list[OutboxItem]) -> dict[str, SlackApiError]:
         """Queue `items` and deliver them now; the permanent Slack refusals among them, by key."""

@@ -197,17 +197,14 @@ class Store:
         row = _one(self.db, "SELECT * FROM experiments WHERE provider = ? AND remote_id = ?", [provider, remote_id])
         return _experiment(row) if row else None
 
-    def experiments_by_remote(self, remote_id: str) -> list[Experiment]:
-        return [
-            _experiment(r)
-            for r in self.db.query("SELECT * FROM experiments WHERE remote_id = ? ORDER BY id", [remote_id])
-        ]
-
     def experiments(self, provider: str | None = None) -> list[Experiment]:
         sql, args = "SELECT * FROM experiments", []
         if provider:
             sql, args = sql + " WHERE provider = ?", [provider]
         return [_experiment(r) for r in self.db.query(sql + " ORDER BY id", args)]
+
+    def experiment_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM experiments").fetchone()[0])
 
     def summaries(self, provider: str | None, status: str | None, limit: int) -> tuple[list[ExperimentSummary], int]:
         """Up to `limit` experiments for a listing, and how many match in all (counted only past a full page)."""
@@ -468,13 +465,13 @@ class Store:
                     " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET version = version + 1, status = 'pending', next_at = ?,"
                     " attempts = CASE WHEN outbox.status = 'pending' THEN attempts ELSE 0 END, updated_at = ?",
-                    [*item_args(item), stamp, stamp, stamp, stamp, stamp],
+                    [*_item_args(item), stamp, stamp, stamp, stamp, stamp],
                 )
             else:  # an event (a thread note, a DM): sent once
                 self._wdb.execute(
                     "INSERT OR IGNORE INTO outbox (key, kind, experiment_id, request_id, target, text, status,"
                     " next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                    [*item_args(item), stamp, stamp, stamp],
+                    [*_item_args(item), stamp, stamp, stamp],
                 )
 
     @_writes
@@ -619,7 +616,7 @@ def _owner_pid(owner: str, host: str) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[0] == host and parts[1].isdigit() else None
 
 
-def item_args(item: OutboxItem) -> list[Any]:
+def _item_args(item: OutboxItem) -> list[Any]:
     return [item.key, item.kind, item.experiment_id, item.request_id, item.target, item.text]
 
 

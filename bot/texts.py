@@ -119,6 +119,14 @@ def stale_note(req: ChangeRequest, now: Snapshot) -> str:
     )
 
 
+def refused_as_stale(detail: str) -> str:
+    return f"the provider says the experiment changed ({detail}); nothing was applied"
+
+
+def stale_refusal_note(req: ChangeRequest, why: str) -> str:
+    return f"Request #{req.id} is *stale*: {escape(why)}."
+
+
 def step_report(plan: Plan, journal: dict[int, JournalEntry]) -> str:
     """Exactly what went through: each step with its outcome, and the steps never sent."""
     done = sum(1 for e in journal.values() if e.status == "done")

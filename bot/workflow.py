@@ -39,7 +39,7 @@ class Workflow:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.metrics = metrics or Metrics()
         self.experiments = Experiments(settings, store, providers, threads, self.owner, self.metrics)
-        self.applier = Applier(self.experiments, threads)
+        self.applier = Applier(self.experiments)
         self.decisions = Decisions(settings, self.experiments, threads, approvers, self.applier)
         store.on_transition = self._transitioned
 

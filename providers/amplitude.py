@@ -19,7 +19,7 @@ from providers.amplitude_mapping import (
     to_snapshot,
 )
 from providers.auth import BearerKey
-from providers.base import Capabilities, ChangeOptions, Choice, Created, ProviderBase
+from providers.base import TUNE, ChangeOptions, Choice, Created, ProviderBase
 from providers.errors import NotFound, OutcomeUnknown, ProviderError
 from providers.http import DEFAULT_TIMEOUT, HttpClient, Sleep, decode, parse_amplitude_error
 from providers.models import Change, ChangeKind, Snapshot, Status, pct
@@ -27,11 +27,10 @@ from providers.paging import pages_cursor
 from providers.plan import Answer, Plan, Step
 from providers.registry import Deps, Driver
 
-_TUNE = frozenset({ChangeKind.EXPOSURE, ChangeKind.WEIGHTS})
 _CHANGES = {
-    Status.DRAFT: frozenset({ChangeKind.START, ChangeKind.ARCHIVE}) | _TUNE,
-    Status.RUNNING: frozenset({ChangeKind.PAUSE, ChangeKind.STOP, ChangeKind.SHIP}) | _TUNE,
-    Status.PAUSED: frozenset({ChangeKind.RESUME, ChangeKind.STOP, ChangeKind.SHIP, ChangeKind.ARCHIVE}) | _TUNE,
+    Status.DRAFT: frozenset({ChangeKind.START, ChangeKind.ARCHIVE}) | TUNE,
+    Status.RUNNING: frozenset({ChangeKind.PAUSE, ChangeKind.STOP, ChangeKind.SHIP}) | TUNE,
+    Status.PAUSED: frozenset({ChangeKind.RESUME, ChangeKind.STOP, ChangeKind.SHIP, ChangeKind.ARCHIVE}) | TUNE,
     Status.STOPPED: frozenset({ChangeKind.SHIP, ChangeKind.ARCHIVE}),
     Status.COMPLETED: frozenset({ChangeKind.ARCHIVE}),
 }
@@ -49,6 +48,7 @@ class AmplitudeProvider(ProviderBase):
     name: ClassVar[str] = "amplitude"
     label: ClassVar[str] = "Amplitude Experiment"
     draft_model: ClassVar[type[BaseModel]] = AmplitudeDraft
+    changes = _CHANGES
 
     def __init__(
         self,
@@ -195,9 +195,6 @@ class AmplitudeProvider(ProviderBase):
         return {"deployments": ",".join(self.settings.deployments)} if self.settings.deployments else {}
 
     # -- what an experiment can do ------------------------------------------------------------
-    def capabilities(self, snapshot: Snapshot) -> Capabilities:
-        return Capabilities(changes=_CHANGES.get(snapshot.status, frozenset()))
-
     def options(self, snapshot: Snapshot, kind: ChangeKind) -> ChangeOptions:
         return ChangeOptions(decimals=False, variants=tuple(v.key for v in snapshot.variants))
 

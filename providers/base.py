@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -135,6 +136,9 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+TUNE = frozenset({ChangeKind.EXPOSURE, ChangeKind.WEIGHTS})
+"""The changes that tune traffic (ramp, re-split), allowed together in most providers' tables."""
+
 _TARGET_STATUS = {
     ChangeKind.START: Status.RUNNING,
     ChangeKind.RESUME: Status.RUNNING,
@@ -150,6 +154,8 @@ class ProviderBase(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     draft_model: ClassVar[type[BaseModel]]
+    changes: ClassVar[Mapping[Status, frozenset[ChangeKind]]] = {}
+    """The changes each status allows, for providers whose rules depend on the status alone."""
 
     @abstractmethod
     async def create(self, draft: BaseModel) -> Created: ...
@@ -170,7 +176,7 @@ class ProviderBase(ABC):
         return remote_id.strip()
 
     def capabilities(self, snapshot: Snapshot) -> Capabilities:
-        return Capabilities()
+        return Capabilities(changes=self.changes.get(snapshot.status, frozenset()))
 
     def options(self, snapshot: Snapshot, kind: ChangeKind) -> ChangeOptions:
         return ChangeOptions(variants=tuple(v.key for v in snapshot.variants))

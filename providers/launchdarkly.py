@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel
 
 from providers.auth import RawToken
-from providers.base import Capabilities, ChangeOptions, Created, ProviderBase
+from providers.base import TUNE, ChangeOptions, Created, ProviderBase
 from providers.errors import BadRequest, NotFound, OutcomeUnknown, ProviderError, Unauthorized
 from providers.http import DEFAULT_TIMEOUT, HttpClient, Sleep, decode, parse_launchdarkly_error
 from providers.launchdarkly_forms import LaunchDarklyDraft, LaunchDarklySettings, create_body
@@ -40,10 +40,9 @@ from providers.paging import pages_offset
 from providers.plan import Answer, Plan, Step
 from providers.registry import Deps, Driver
 
-_TUNE = frozenset({ChangeKind.EXPOSURE, ChangeKind.WEIGHTS})
 _CHANGES = {
     Status.DRAFT: frozenset({ChangeKind.START, ChangeKind.ARCHIVE}),
-    Status.RUNNING: frozenset({ChangeKind.STOP, ChangeKind.SHIP}) | _TUNE,
+    Status.RUNNING: frozenset({ChangeKind.STOP, ChangeKind.SHIP}) | TUNE,
     Status.STOPPED: frozenset({ChangeKind.SHIP, ChangeKind.ARCHIVE}),
     Status.ARCHIVED: frozenset({ChangeKind.RESTORE}),
 }
@@ -65,6 +64,7 @@ class LaunchDarklyProvider(CreateMenus, ProviderBase):
     name: ClassVar[str] = NAME
     label: ClassVar[str] = "LaunchDarkly"
     draft_model: ClassVar[type[BaseModel]] = LaunchDarklyDraft
+    changes = _CHANGES
 
     def __init__(
         self,
@@ -177,9 +177,6 @@ class LaunchDarklyProvider(CreateMenus, ProviderBase):
         return Created(snapshot=await self.get(eid.canonical))
 
     # -- what an experiment can do ------------------------------------------------------------
-    def capabilities(self, snapshot: Snapshot) -> Capabilities:
-        return Capabilities(changes=_CHANGES.get(snapshot.status, frozenset()))
-
     def options(self, snapshot: Snapshot, kind: ChangeKind) -> ChangeOptions:
         return ChangeOptions(exposure_min=0.01, decimals=True, variants=tuple(v.key for v in snapshot.variants))
 

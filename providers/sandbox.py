@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from providers.base import Action, Capabilities, ChangeOptions, Choice, Created, ProviderBase, even_weights
+from providers.base import TUNE, Action, Capabilities, ChangeOptions, Choice, Created, ProviderBase, even_weights
 from providers.errors import Conflict, NotFound, OutcomeUnknown, ProviderError
 from providers.faults import FaultPlan
 from providers.models import Change, ChangeKind, Snapshot, Status, Variant
@@ -18,11 +18,10 @@ from providers.sandbox_forms import TEMPLATES, SandboxDraft, SandboxSettings
 
 __all__ = ["DRIVER", "SandboxDraft", "SandboxProvider", "SandboxSettings"]
 
-_TUNE = frozenset({ChangeKind.EXPOSURE, ChangeKind.WEIGHTS})
 _CHANGES = {
-    Status.DRAFT: frozenset({ChangeKind.START, ChangeKind.ARCHIVE}) | _TUNE,
-    Status.RUNNING: frozenset({ChangeKind.PAUSE, ChangeKind.STOP, ChangeKind.SHIP}) | _TUNE,
-    Status.PAUSED: frozenset({ChangeKind.RESUME, ChangeKind.STOP, ChangeKind.SHIP}) | _TUNE,
+    Status.DRAFT: frozenset({ChangeKind.START, ChangeKind.ARCHIVE}) | TUNE,
+    Status.RUNNING: frozenset({ChangeKind.PAUSE, ChangeKind.STOP, ChangeKind.SHIP}) | TUNE,
+    Status.PAUSED: frozenset({ChangeKind.RESUME, ChangeKind.STOP, ChangeKind.SHIP}) | TUNE,
     Status.STOPPED: frozenset({ChangeKind.SHIP, ChangeKind.ARCHIVE}),
     Status.COMPLETED: frozenset({ChangeKind.ARCHIVE}),
     Status.ARCHIVED: frozenset({ChangeKind.RESTORE}),
@@ -41,6 +40,7 @@ class SandboxProvider(ProviderBase):
     name: ClassVar[str] = "sandbox"
     label: ClassVar[str] = "Sandbox"
     draft_model: ClassVar[type[BaseModel]] = SandboxDraft
+    changes = _CHANGES
 
     def __init__(self, deps: Deps, settings: SandboxSettings | None = None) -> None:
         self._records = deps.records
@@ -112,7 +112,7 @@ class SandboxProvider(ProviderBase):
     # -- what an experiment can do ------------------------------------------------------------
     def capabilities(self, snapshot: Snapshot) -> Capabilities:
         actions = (SUBMIT_REVIEW,) if snapshot.status is Status.DRAFT and not snapshot.guard.get("reviewed") else ()
-        return Capabilities(changes=_CHANGES.get(snapshot.status, frozenset()), actions=actions)
+        return super().capabilities(snapshot).model_copy(update={"actions": actions})
 
     def options(self, snapshot: Snapshot, kind: ChangeKind) -> ChangeOptions:
         return ChangeOptions(variants=tuple(v.key for v in snapshot.variants))
