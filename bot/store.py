@@ -419,7 +419,7 @@ class Store:
                     status,
                     now().isoformat(),
                     answer.status if answer else None,
-                    json.dumps(answer.data)[:20000] if answer else None,
+                    json.dumps(answer.data) if answer else None,
                     error,
                     request_id,
                     idx,

@@ -110,6 +110,10 @@ async def test_journal_records_each_step_with_its_audit_row(tmp_path: Path) -> N
     assert [(c["step"], c["status"]) for c in calls] == [(1, "done"), (2, "failed")] and calls[0]["ids"] == {
         "id": "dec-1"
     }
+    big = Answer(status=200, data={"_id": "it-9", "items": ["x" * 100] * 500})  # a provider's whole experiment
+    await store.step_sent(rid, 2, step)
+    await store.step_finished(rid, 2, "done", big)
+    assert store.journal(rid)[2].answer == big  # kept whole: later steps may read any field of it
 
 
 async def test_transition_is_compare_and_set(tmp_path: Path) -> None:
