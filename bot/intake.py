@@ -85,11 +85,15 @@ class Intake:
         if isinstance(body, _Refusal):
             await self._refuse(scope, receive, send, body)
             return
-        refusal = self._verify(headers, body) or _shape(headers, body)
+        refusal = self._verify(headers, body)
+        kind, problem = ("unknown", "") if refusal else _shape(headers, body)
+        if problem:
+            refusal = _Refusal(Reason.MALFORMED, f"{len(body)}", problem)
         if refusal is not None:
             await self._refuse(scope, receive, send, refusal)
             return
         self.counts.accepted += 1
+        scope.setdefault("state", {})["slack_kind"] = kind  # for the metrics: the body is not parsed again
         await self.app(scope, _replay(_unconfused(body), receive), send)
 
     async def _read(self, headers: Mapping[bytes, list[bytes]], receive: Receive) -> bytes | _Refusal:
@@ -192,38 +196,37 @@ _ANSWERS: dict[Reason, tuple[int, str, bool]] = {
 }
 
 
-def _shape(headers: Mapping[bytes, list[bytes]], body: bytes) -> _Refusal | None:
-    """The body parses the way Bolt will parse it: a JSON object, or a form whose `payload` is a JSON object."""
-    problem = _problem(headers, body)
-    return _Refusal(Reason.MALFORMED, f"{len(body)}", problem) if problem else None
-
-
-def _problem(headers: Mapping[bytes, list[bytes]], body: bytes) -> str:
+def _shape(headers: Mapping[bytes, list[bytes]], body: bytes) -> tuple[str, str]:
+    """What the body is (command, event, or the interaction's type) and, if it does not parse the way Bolt will
+    parse it (a JSON object, or a form whose `payload` is a JSON object), the problem."""
     types = headers.get(b"content-type", [])
     if len(types) != 1 or types[0].split(b";")[0].strip().lower() not in _MEDIA_TYPES:
-        return "content type must be form-encoded or JSON"
+        return "unknown", "content type must be form-encoded or JSON"
     if not body:
-        return "empty body"
+        return "unknown", "empty body"
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "body is not UTF-8"
+        return "unknown", "body is not UTF-8"
     # Bolt's own rule (slack_bolt.request.internals.parse_body): JSON when the type is exactly JSON or it starts with {
     if types[0].decode("latin-1").split(";")[0] == "application/json" or text.startswith("{"):
-        return _json_object(text, "body")
-    if "payload" in text:
-        payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
-        if payload is not None:
-            return _json_object(payload, "payload") or _interaction(json.loads(payload))
-    return ""
+        return "event", _json_object(text, "body")[1]
+    form = dict(parse_qsl(text, keep_blank_values=True))
+    if "payload" in form:
+        parsed, problem = _json_object(form["payload"], "payload")
+        kind = parsed.get("type")
+        named = kind if isinstance(kind, str) and kind.isidentifier() and len(kind) < 40 else "unknown"
+        return named, problem or _interaction(parsed)
+    return ("command" if "command" in form else "unknown"), ""
 
 
-def _json_object(text: str, what: str) -> str:
+def _json_object(text: str, what: str) -> tuple[dict[str, Any], str]:
+    """The text parsed as a JSON object, or a problem saying why it is not one."""
     try:
         parsed: Any = json.loads(text)
     except (ValueError, RecursionError):
-        return f"{what} is not JSON"
-    return "" if isinstance(parsed, dict) else f"{what} is not a JSON object"
+        return {}, f"{what} is not JSON"
+    return (parsed, "") if isinstance(parsed, dict) else ({}, f"{what} is not a JSON object")
 
 
 _NEEDS = {
