@@ -61,23 +61,32 @@ def approve(page: Page) -> None:
     page.locator("[data-confirm=yes]").click()
 
 
-def test_the_approval_story_in_a_browser(address: str, browser: Browser) -> None:
+def open_as(browser: Browser, address: str, user: str) -> Page:
+    """A page on the playground, acting as `user`, in the channel where commands are typed."""
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(WAIT)
     expect.set_options(timeout=WAIT)
     page.goto(address)
-    act_as(page, "U0ALICE")
+    act_as(page, user)
     expect(page.locator("#title")).to_have_text("# product")
+    return page
 
+
+def submit_modal(modal: Locator, name: str) -> None:
+    modal.locator("[data-block-id=name] input").fill(name)
+    modal.locator("[data-submit]").click()
+    expect(modal).to_be_hidden()
+
+
+def test_the_approval_story_in_a_browser(address: str, browser: Browser) -> None:
+    page = open_as(browser, address, "U0ALICE")
     type_command(page, "/experiment new sandbox")
     modal = page.get_by_role("dialog", name="New experiment")
     expect(modal.locator("[data-block-id=exposure] input")).to_be_visible()
     modal.locator("[data-block-id=template] button.pick").click()  # an external select: block_suggestion
     modal.get_by_role("option", name="A/B/C: control and two treatments").click()  # dispatches; views.update
     expect(modal.locator("[data-block-id=variants] input")).to_have_value("control, a, b")
-    modal.locator("[data-block-id=name] input").fill("Checkout <v2>")
-    modal.locator("[data-submit]").click()
-    expect(modal).to_be_hidden()
+    submit_modal(modal, "Checkout <v2>")
 
     page.click("[data-nav=C0STATUS]")
     card = page.locator("#messages .msg").filter(has=page.locator(".block-header"))
@@ -144,17 +153,9 @@ def test_the_renderer_shows_mrkdwn_and_unknown_blocks(address: str, browser: Bro
 
 
 def test_reject_cancel_and_a_group_approver_in_a_browser(address: str, browser: Browser) -> None:
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.set_default_timeout(WAIT)
-    expect.set_options(timeout=WAIT)
-    page.goto(address)
-    act_as(page, "U0ALICE")
-    expect(page.locator("#title")).to_have_text("# product")
+    page = open_as(browser, address, "U0ALICE")
     type_command(page, "/experiment new sandbox")
-    modal = page.get_by_role("dialog", name="New experiment")
-    modal.locator("[data-block-id=name] input").fill("Onboarding")
-    modal.locator("[data-submit]").click()
-    expect(modal).to_be_hidden()
+    submit_modal(page.get_by_role("dialog", name="New experiment"), "Onboarding")
     page.click("[data-nav=C0STATUS]")
     card = page.locator("#messages .msg").filter(has=page.locator(".block-header", has_text="Onboarding"))
     expect(card).to_contain_text("draft")
