@@ -12,8 +12,8 @@ from providers.amplitude_forms import AmplitudeDraft, AmplitudeSettings
 from providers.errors import InvalidChange, NotFound, OutcomeUnknown, ProviderError, Unauthorized
 from providers.models import Change, ChangeKind, Status
 from providers.plan import Answer, resolve
+from tests.contract.harness import CTX, send_plan
 from tests.contract.harness_amplitude import adapter
-from tests.contract.test_contract import CTX
 from tests.fake_amplitude import FakeAmplitude
 
 
@@ -32,11 +32,7 @@ async def amp(fake: FakeAmplitude) -> AsyncIterator[AmplitudeProvider]:
 
 
 async def _run(amp: AmplitudeProvider, remote_id: str, change: Change) -> list[Answer]:
-    plan = await amp.plan(await amp.get(remote_id), change)
-    answers: list[Answer] = []
-    for step in plan.steps:
-        answers.append(await amp.apply(resolve(step, answers, CTX)))
-    return answers
+    return await send_plan(amp, await amp.plan(await amp.get(remote_id), change))
 
 
 async def test_create_sends_the_documented_body_and_reads_back_a_draft(

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 
 import pytest
 
 from providers.auth0 import Auth0Provider
 from providers.errors import BadRequest, Conflict, InvalidChange, NotFound, OutcomeUnknown, ProviderError
 from providers.models import Change, ChangeKind, Snapshot, Status
-from providers.plan import Answer, ApplyContext, Plan, resolve
+from tests.contract.harness import send_plan
 from tests.contract.harness_auth0 import draft_for, provider_for
 from tests.fake_auth0 import EXP, FakeAuth0
-
-CTX = ApplyContext(request_id=1, requester="U1", approvers=["U2"], now=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -31,15 +28,8 @@ async def provider(fake: FakeAuth0) -> AsyncIterator[Auth0Provider]:
     await built.aclose()
 
 
-async def _apply(provider: Auth0Provider, plan: Plan) -> list[Answer]:
-    answers: list[Answer] = []
-    for step in plan.steps:
-        answers.append(await provider.apply(resolve(step, answers, CTX)))
-    return answers
-
-
 async def _change(provider: Auth0Provider, snap: Snapshot, change: Change) -> Snapshot:
-    await _apply(provider, await provider.plan(snap, change))
+    await send_plan(provider, await provider.plan(snap, change))
     return await provider.get(snap.remote_id)
 
 
@@ -76,7 +66,7 @@ async def test_the_lifecycle_maps_to_status_posts_and_the_ramp(fake: FakeAuth0, 
     assert start.steps[0].repeatable and not start.steps[1].repeatable
     assert any("experiment_active_limit_exceeded" in n for n in start.notes)
     assert len(fake.requests("POST", "/validate")) == 1 and fake.writes == 2  # create + levels: /validate wrote nothing
-    await _apply(provider, start)
+    await send_plan(provider, start)
     snap = await provider.get(snap.remote_id)
     assert snap.status is Status.RUNNING and snap.exposure == 10 and snap.guard["current_level"] == 0
     assert provider.options(snap, ChangeKind.EXPOSURE).exposure_levels == (50,)
@@ -163,7 +153,7 @@ async def test_validate_problems_refuse_the_start_or_stop_it_before_activation(
     plan = await provider.plan(snap, Change(kind=ChangeKind.START))
     fake.tenant.flags[flag]["status"] = "draft"  # changed between the request and the approval
     with pytest.raises(BadRequest, match="cannot start: The feature flag is not active"):
-        await _apply(provider, plan)
+        await send_plan(provider, plan)
     assert not fake.requests("POST", "/status") and fake.experiments[snap.remote_id]["status"] == "draft"
 
 
@@ -171,7 +161,7 @@ async def test_one_active_experiment_per_tenant_is_explained(fake: FakeAuth0, pr
     await _running(fake, provider, name="First")
     second = await _draft(fake, provider, name="Second")
     with pytest.raises(BadRequest) as err:
-        await _apply(provider, await provider.plan(second, Change(kind=ChangeKind.START)))
+        await send_plan(provider, await provider.plan(second, Change(kind=ChangeKind.START)))
     assert err.value.code == "experiment_active_limit_exceeded" and err.value.status == 400
     assert "Only one active experiment is allowed per tenant." in err.value.detail  # Auth0's own words
     assert "experiment_active_limit_exceeded: another experiment is already active" in err.value.detail
@@ -233,16 +223,16 @@ async def test_provider_failures_become_the_error_tree(fake: FakeAuth0, provider
     snap = await _running(fake, provider)
     pause = await provider.plan(snap, Change(kind=ChangeKind.PAUSE))
     fake.fail("status", status=503, message="Service Unavailable", path="/status")
-    await _apply(provider, pause)  # a 503 means Auth0 did not act: sent once more, carried out once
+    await send_plan(provider, pause)  # a 503 means Auth0 did not act: sent once more, carried out once
     assert len(fake.requests("POST", "/status")) == 3 and fake.experiments[snap.remote_id]["status"] == "paused"
     snap = await provider.get(snap.remote_id)
     resume = await provider.plan(snap, Change(kind=ChangeKind.RESUME))
     fake.fail("status", status=409, code="experiment_conflict", message="Modified concurrently.", path="/status")
     with pytest.raises(Conflict, match="Modified concurrently"):
-        await _apply(provider, resume)
+        await send_plan(provider, resume)
     fake.fail("status", status=500, path="/status")
     with pytest.raises(ProviderError) as err:
-        await _apply(provider, resume)
+        await send_plan(provider, resume)
     assert err.value.status == 500 and fake.experiments[snap.remote_id]["status"] == "paused"
     reads = len(fake.requests("GET", snap.remote_id))
     fake.fail("latency", delay=1.0, method="GET")  # longer than the read timeout: the read is sent again

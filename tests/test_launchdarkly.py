@@ -17,7 +17,8 @@ from providers.launchdarkly import DRIVER, LaunchDarklyProvider
 from providers.launchdarkly_forms import LaunchDarklyDraft, LaunchDarklySettings, derive_key
 from providers.launchdarkly_mapping import allocations
 from providers.models import Change, ChangeKind, Snapshot, Status
-from providers.plan import Answer, ApplyContext, Plan, resolve
+from providers.plan import ApplyContext, resolve
+from tests.contract.harness import send_plan
 from tests.contract.harness_launchdarkly import provider_for
 from tests.fake_launchdarkly import FakeLaunchDarkly
 
@@ -40,16 +41,9 @@ async def p(ld: FakeLaunchDarkly) -> AsyncIterator[LaunchDarklyProvider]:
     await provider.aclose()
 
 
-async def _apply(p: LaunchDarklyProvider, plan: Plan) -> list[Answer]:
-    answers: list[Answer] = []
-    for step in plan.steps:
-        answers.append(await p.apply(resolve(step, answers, CTX)))
-    return answers
-
-
 async def _running(p: LaunchDarklyProvider) -> Snapshot:
     snap = (await p.create(DRAFT)).snapshot
-    await _apply(p, await p.plan(snap, Change(kind=ChangeKind.START)))
+    await send_plan(p, await p.plan(snap, Change(kind=ChangeKind.START)), CTX)
     return await p.get(snap.remote_id)
 
 
@@ -95,13 +89,13 @@ async def test_ramp_is_a_new_iteration_then_start_keeping_the_ratio(
 ) -> None:
     snap = await _running(p)
     split = await p.plan(snap, Change(kind=ChangeKind.WEIGHTS, weights={"Control": 25, "Treatment": 75}))
-    await _apply(p, split)
+    await send_plan(p, split, CTX)
     snap = await p.get(snap.remote_id)
     plan = await p.plan(snap, Change(kind=ChangeKind.EXPOSURE, exposure=12.5))
     assert [s.method for s in plan.steps] == ["POST", "PATCH"] and not any(s.repeatable for s in plan.steps)
     assert "{{steps.0._id}}" in plan.steps[1].body["comment"]  # type: ignore[index]
     assert any("re-randomizes" in n for n in plan.notes) and any("beta" in n for n in plan.notes)
-    await _apply(p, plan)
+    await send_plan(p, plan, CTX)
     after = await p.get(snap.remote_id)
     assert after.exposure == 12.5 and after.weights() == {"Control": 25, "Treatment": 75}
     assert after.guard["iteration_id"] != snap.guard["iteration_id"] and after.status is Status.RUNNING
@@ -160,7 +154,7 @@ async def test_ship_stops_with_the_winner_and_serves_it_previewed_by_a_dry_run(
     assert serve.body["instructions"] == [  # type: ignore[index]
         {"kind": "updateFallthroughVariationOrRollout", "variationId": snap.variants[1].remote_id}
     ]
-    await _apply(p, plan)
+    await send_plan(p, plan, CTX)
     after = await p.get(snap.remote_id)
     assert after.status is Status.STOPPED and after.guard["winner"] == after.guard["serving"] == "Treatment"
     with pytest.raises(InvalidChange, match="already serves"):

@@ -9,7 +9,8 @@ import httpx
 
 from providers.launchdarkly import LaunchDarklyProvider
 from providers.models import Change, ChangeKind
-from providers.plan import Answer, resolve
+from providers.plan import Answer
+from tests.contract.harness import send_plan
 from tests.contract.harness_launchdarkly import provider_for
 from tests.fake_launchdarkly import SPEC, FakeLaunchDarkly, spec_errors
 from tests.test_launchdarkly import CTX, DRAFT
@@ -43,9 +44,7 @@ async def test_the_fake_answers_in_the_specs_shapes() -> None:
         snap = (await p.create(DRAFT)).snapshot
         answers: list[Answer] = []
         for change in (Change(kind=ChangeKind.START), Change(kind=ChangeKind.EXPOSURE, exposure=30)):
-            answers = []
-            for step in (await p.plan(await p.get(snap.remote_id), change)).steps:
-                answers.append(await p.apply(resolve(step, answers, CTX)))
+            answers = await send_plan(p, await p.plan(await p.get(snap.remote_id), change), CTX)
         assert spec_errors("IterationRep", answers[0].data) == []
         experiments = "/api/v2/projects/web/environments/production/experiments"
         beta = {"Authorization": fake.token, "LD-API-Version": "beta"}

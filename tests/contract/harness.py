@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from providers.base import Provider
 from providers.models import Change, ChangeKind, Snapshot
+from providers.plan import Answer, ApplyContext, Plan, resolve
 
 
 @dataclass
@@ -37,3 +39,14 @@ class Harness:
 
 HarnessFactory = Callable[[Any], AbstractAsyncContextManager[Harness]]
 """Given pytest's `tmp_path`, an async context manager that yields a ready harness and tears its fake down."""
+
+CTX = ApplyContext(request_id=1, requester="U1", approvers=["U2"], now=datetime(2026, 1, 1, tzinfo=UTC))
+"""The apply-time values tests fill plans with."""
+
+
+async def send_plan(provider: Provider, plan: Plan, ctx: ApplyContext = CTX) -> list[Answer]:
+    """Send a plan's steps in order the way the core does, each filled in from the earlier answers."""
+    answers: list[Answer] = []
+    for step in plan.steps:
+        answers.append(await provider.apply(resolve(step, answers, ctx)))
+    return answers

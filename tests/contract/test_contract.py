@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from providers.base import Provider
 from providers.errors import InvalidChange, OutcomeUnknown, ProviderError
 from providers.models import Snapshot
-from providers.plan import Answer, ApplyContext, Plan, resolve
-from tests.contract.harness import Harness
-
-CTX = ApplyContext(request_id=1, requester="U1", approvers=["U2"], now=datetime(2026, 1, 1, tzinfo=UTC))
-
-
-async def _apply(provider: Provider, plan: Plan) -> list[Answer]:
-    """Send a plan's steps in order the way the core does, filling each step from the earlier answers."""
-    answers: list[Answer] = []
-    for step in plan.steps:
-        answers.append(await provider.apply(resolve(step, answers, CTX)))
-    return answers
+from providers.plan import Plan, resolve
+from tests.contract.harness import CTX, Harness, send_plan
 
 
 async def _created(h: Harness) -> Snapshot:
@@ -49,7 +37,7 @@ async def test_each_supported_change_is_planned_applied_and_seen(harness: Harnes
         assert plan.steps and all(s.method in {"GET", "POST", "PUT", "PATCH", "DELETE"} for s in plan.steps)
         rendered = " ".join(s.render() for s in plan.steps)
         assert "Authorization" not in rendered and "Bearer" not in rendered
-        await _apply(p, plan)
+        await send_plan(p, plan)
         after = await p.get(snap.remote_id)
         assert p.took_effect(snap, change, after), f"{change.describe()} did not show on {after}"
         snap = after
@@ -73,7 +61,7 @@ async def test_a_change_behind_expbots_back_changes_the_fingerprint(harness: Har
 
 async def _ready_for_multi_step(h: Harness) -> tuple[Snapshot, Plan]:
     snap = await _created(h)
-    await _apply(h.provider, await h.provider.plan(snap, h.walk[0]))
+    await send_plan(h.provider, await h.provider.plan(snap, h.walk[0]))
     snap = await h.provider.get(snap.remote_id)
     plan = await h.provider.plan(snap, h.multi_step)
     assert len(plan.steps) >= 2
@@ -116,6 +104,6 @@ async def test_a_sent_write_that_did_not_happen_is_found_missing_and_sent_once(h
     with pytest.raises(OutcomeUnknown):
         await p.apply(first)  # the connection dropped before the provider acted
     assert await p.confirm(first, snap) is None
-    answers = await _apply(p, plan)
+    answers = await send_plan(p, plan)
     assert len(answers) == len(plan.steps)
     assert p.took_effect(snap, harness.multi_step, await p.get(snap.remote_id))
