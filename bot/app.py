@@ -77,7 +77,8 @@ class Runtime:
         gc.collect()
         gc.freeze()  # what start-up made lives as long as the process: keep it out of every later collection
         tasks = [asyncio.create_task(self._every(SWEEP_SECONDS, self.workflow.recover, "recovering or expiring"))]
-        tasks.append(asyncio.create_task(self._every(DELIVER_SECONDS, self._deliver, "delivering to Slack")))
+        deliver = self.workflow.experiments.outbox.drain
+        tasks.append(asyncio.create_task(self._every(DELIVER_SECONDS, deliver, "delivering to Slack")))
         try:
             yield
         finally:
@@ -89,9 +90,6 @@ class Runtime:
             await self.workflow.aclose()
             self.client.session = None
             await session.close()
-
-    async def _deliver(self) -> None:
-        await self.workflow.experiments.outbox.drain()
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
         while True:
