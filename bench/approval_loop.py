@@ -39,9 +39,8 @@ async def main(rounds: int) -> None:
         cfg = Path(tmp) / "expbot.toml"
         cfg.write_text("")
         env = Env(
-            _env_file=None,
             slack_bot_token="xoxb-bench",
-            slack_signing_secret=SECRET,  # type: ignore[call-arg]
+            slack_signing_secret=SECRET,
             slack_api_url=slack.api_url,
             expbot_config=str(cfg),
             expbot_db=str(Path(tmp) / "bench.db"),

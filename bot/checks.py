@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 import aiohttp
@@ -19,7 +19,9 @@ from bot.config import Settings
 from bot.store import Store
 from providers.base import Provider
 from providers.errors import ProviderError
-from providers.http import HttpClient, Quota
+
+if TYPE_CHECKING:  # httpx and the HTTP client load only with an adapter that uses them (start-up time)
+    from providers.http import Quota
 
 REQUIRED_SCOPES = ("commands", "chat:write", "chat:write.public", "usergroups:read", "users:read")
 """The bot scopes the app needs (manifest.yml's `oauth_config.scopes.bot`)."""
@@ -148,6 +150,8 @@ async def provider_rows(providers: Mapping[str, Provider], enabled: Iterable[str
 
 def last_quota(provider: Provider) -> Quota | None:
     """The rate-limit budget the provider's HTTP client saw last, if it keeps one."""
+    from providers.http import HttpClient
+
     clients = [v for v in getattr(provider, "__dict__", {}).values() if isinstance(v, HttpClient)]
     return next((c.last_quota for c in clients if c.last_quota is not None), None)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from slack_bolt.async_app import AsyncApp
+from typing import TYPE_CHECKING
 
-from bot.workflow import Workflow
+if TYPE_CHECKING:  # `expbot` imports this package before it turns the collector off (commands/cli.py): keep it light
+    from slack_bolt.async_app import AsyncApp
+
+    from bot.workflow import Workflow
 
 
 def register(app: AsyncApp, workflow: Workflow) -> None:

@@ -39,9 +39,8 @@ def env_for(slack: FakeSlack, tmp_path: Path, config: str = "", db: str = "expbo
     cfg = tmp_path / "expbot.toml"
     cfg.write_text(config)
     return Env(
-        _env_file=None,
         slack_bot_token=TOKEN,
-        slack_signing_secret=SECRET,  # type: ignore[call-arg]
+        slack_signing_secret=SECRET,
         slack_api_url=slack.api_url,
         expbot_config=str(cfg),
         expbot_db=str(tmp_path / db),

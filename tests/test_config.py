@@ -23,7 +23,7 @@ def env(tmp_path: Path, **extra: str) -> Env:
         "expbot_db": str(tmp_path / "expbot.db"),
         **extra,
     }
-    return Env(_env_file=None, **values)  # type: ignore[call-arg]
+    return Env.model_validate(values)
 
 
 def problems(tmp_path: Path, config: str, **extra: str) -> list[str]:
