@@ -145,7 +145,10 @@ class Store:
         """Called after every successful transition (metrics and event log lines hang here)."""
 
     def _connect(self, busy_timeout_ms: int) -> Database:
-        db = Database(sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout_ms / 1000))
+        # execute_plugins=False: whatever sqlite-utils plugins happen to be installed stay off our connections, and
+        # start-up does not scan every installed package for them.
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+        db = Database(conn, execute_plugins=False)
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA foreign_keys = ON")
         return db

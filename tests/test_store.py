@@ -8,6 +8,10 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+import sqlite_utils
+import sqlite_utils.plugins
+
 from bot.models import RequestStatus
 from bot.store import Store, now
 from providers.models import Change, ChangeKind, Snapshot, Status, Variant
@@ -143,6 +147,34 @@ async def test_approval_counts_once_and_only_while_pending(tmp_path: Path) -> No
 def _race(path: str, rid: int, user: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     store = Store(path)
     results.put(asyncio.run(store.transition(rid, [RequestStatus.PENDING], RequestStatus.APPROVED, user)))
+
+
+def test_installed_sqlite_utils_plugins_stay_off_our_connections(tmp_path: Path) -> None:
+    class Plugin:
+        """A sqlite-utils plugin as a package would install it: it registers SQL functions on every connection."""
+
+        def __init__(self) -> None:
+            self.prepared: list[sqlite3.Connection] = []
+
+        @sqlite_utils.hookimpl
+        def prepare_connection(self, conn: sqlite3.Connection) -> None:
+            self.prepared.append(conn)
+            conn.create_function("pwned", 0, lambda: 1)
+
+    plugin = Plugin()
+    sqlite_utils.plugins.pm.register(plugin)
+    try:
+        store = Store(tmp_path / "expbot.db")
+        try:
+            assert plugin.prepared == []
+            with pytest.raises(sqlite3.OperationalError, match="no such function"):
+                store.db.execute("SELECT pwned()")
+        finally:
+            store.close()
+        sqlite_utils.Database(sqlite3.connect(":memory:")).close()  # the hook is live: a default connection runs it
+        assert len(plugin.prepared) == 1
+    finally:
+        sqlite_utils.plugins.pm.unregister(plugin)
 
 
 def test_only_one_process_wins_a_transition(tmp_path: Path) -> None:
