@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from bot import texts
@@ -112,8 +113,14 @@ class Decisions:
             deliver=edit,
             decided_by=",".join(approvers),
         ):
-            await outbox.drain([edit[0].key])
-            await self.applier.apply(req.id, user)
+            # The thread hears "approved, applying" while the change is applied: the provider call never waits
+            # for Slack (a slow or rate-limited Slack, or another message being sent). Whatever that edit finds
+            # when it goes out is what it shows, so it can never show less than the truth.
+            telling = asyncio.create_task(outbox.drain([edit[0].key]))
+            try:
+                await self.applier.apply(req.id, user)
+            finally:
+                await telling
 
     async def reject(self, request_id: int, user: str) -> None:
         req, exp = self._pending(request_id)

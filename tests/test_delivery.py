@@ -56,6 +56,22 @@ async def test_three_429s_on_an_edit_are_waited_out(bot: Bot) -> None:
     assert retried >= 2
 
 
+async def test_an_approved_change_is_applied_while_slack_is_still_taking_the_edit(bot: Bot) -> None:
+    exp = await bot.new_sandbox()
+    req = await bot.request("ramp exp-1 25")
+    gate = bot.slack.hold("chat.update")  # a slow Slack: the "approved, applying" edit is not answered yet
+    try:
+        await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+        await bot.until(lambda: bot.store.request(req.id).status is RequestStatus.APPLIED)
+        sandbox = bot.runtime.workflow.providers["sandbox"]
+        assert (await sandbox.get(exp.snapshot.remote_id)).exposure == 25
+        assert not _shows_applied(bot, req.message_ts)  # Slack has not answered a single edit so far
+    finally:
+        gate.set()
+    await bot.until(lambda: _shows_applied(bot, req.message_ts), timeout=20)
+    await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
+
+
 async def test_a_permanent_refusal_is_given_up_once_and_counted(bot: Bot) -> None:
     exp = await bot.new_sandbox()
     await bot.runtime.workflow.experiments.outbox.send([OutboxItem.note(exp.id, "x", "hello")])

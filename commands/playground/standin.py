@@ -80,6 +80,7 @@ class SlackStandIn(WebApiMethods):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # answer in one go: no 40 ms delayed-ACK stall between header and body
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
