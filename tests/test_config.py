@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import date
 from pathlib import Path
@@ -140,6 +141,31 @@ def test_new_empty_or_real_sqlite_files_are_accepted(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "real.db").execute("CREATE TABLE t (x)").connection.commit()
     assert isinstance(load_settings("check", env(tmp_path, expbot_db=str(tmp_path / "real.db"))), Settings)
     assert isinstance(load_settings("check", env(tmp_path, expbot_db=str(tmp_path / "new.db"))), Settings)
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith(("SLACK_", "EXPBOT_", "LAUNCHDARKLY_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "# a comment\n"
+        "SLACK_BOT_TOKEN=xoxb-from-file\n"
+        'export SLACK_SIGNING_SECRET="quoted secret"\n'
+        "slack_api_url=http://127.0.0.1:9/api/\n"  # names are matched ignoring case
+        "EXPBOT_DB=from-file.db\n"
+        "UNRELATED=ignored\n"
+    )
+    monkeypatch.setenv("EXPBOT_DB", "from-env.db")
+    env = Env.read()
+    assert env.slack_bot_token is not None and env.slack_bot_token.get_secret_value() == "xoxb-from-file"
+    assert env.slack_signing_secret is not None and env.slack_signing_secret.get_secret_value() == "quoted secret"
+    assert env.slack_api_url == "http://127.0.0.1:9/api/"
+    assert env.expbot_db == "from-env.db"
+    assert "quoted secret" not in repr(env)  # secrets stay secret once read
+    (tmp_path / ".env").unlink()
+    (tmp_path / ".env").mkdir()  # a folder named .env is not a file of settings: it is left alone
+    assert Env.read().slack_bot_token is None
 
 
 def test_env_file_that_is_not_utf8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
