@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from slack_sdk.errors import SlackApiError
+import asyncio
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.models import ChangeRequest, Experiment
 from bot.mrkdwn import clip
 from bot.views import Message
+
+PERMALINK_WAIT = 1.0
+"""Seconds a permalink may take: it can be wanted inside an acknowledgement, which Slack drops after 3 s."""
 
 
 class Threads:
@@ -45,10 +51,13 @@ class Threads:
         await self.client.chat_postEphemeral(channel=channel, user=user, text=clip(text, 3900), thread_ts=thread_ts)
 
     async def permalink(self, channel: str, ts: str) -> str | None:
-        """A link to a message, or None when Slack will not give one."""
+        """A link to a message, or None when Slack will not give one within `PERMALINK_WAIT` (the text goes
+        without it: a slow or rate-limited Slack never makes an acknowledgement late)."""
         try:
-            reply = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
-        except SlackApiError:
+            reply = await asyncio.wait_for(
+                self.client.chat_getPermalink(channel=channel, message_ts=ts), PERMALINK_WAIT
+            )
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError):
             return None
         link = reply.get("permalink")
         return str(link) if link else None

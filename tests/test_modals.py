@@ -142,6 +142,18 @@ async def test_track_posts_a_card(bot: Bot) -> None:
     assert told and len(bot.store.experiments()) == 1
 
 
+async def test_tracking_a_tracked_experiment_answers_in_time_when_slack_is_slow(bot: Bot) -> None:
+    await bot.new_sandbox("Checkout")
+    gate = bot.slack.hold("chat.getPermalink")  # Slack takes the permalink call in and does not answer
+    try:
+        again = await bot.player.command("track sandbox sbx-1")
+        answer = again.json()["text"]
+        assert "already tracked as `exp-1`" in answer and "/archives/" not in answer
+    finally:
+        gate.set()
+    assert len(bot.store.experiments()) == 1
+
+
 async def test_home_tab_lists_experiments(bot: Bot) -> None:
     await bot.new_sandbox("Search ranking")
     resp = await bot.player.event(
