@@ -64,6 +64,7 @@ class Server:
     starts: list[float] = field(default_factory=list)
     healthz_at: list[float] = field(default_factory=list)
     ready_kb: int = 0
+    ready_split_kb: tuple[int, int] = (0, 0)
 
     @property
     def url(self) -> str:
@@ -92,6 +93,7 @@ class Server:
             await asyncio.sleep(0.005)
         self.starts.append(time.perf_counter() - began)
         self.ready_kb = self.memory_kb()[0]
+        self.ready_split_kb = self.resident_split_kb()
 
     def _alive(self, deadline: float) -> None:
         assert self.proc is not None
@@ -124,6 +126,17 @@ class Server:
             if key in ("VmRSS", "VmHWM"):
                 found[key] = int(value.split()[0])
         return found["VmRSS"], found["VmHWM"]
+
+    def resident_split_kb(self) -> tuple[int, int]:
+        """RssAnon and RssFile of the running process, in kB: its own memory, and the pages of files it maps
+        (shared libraries such as pydantic-core's, which other processes can share)."""
+        assert self.proc is not None
+        found = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                found[key] = int(value.split()[0])
+        return found["RssAnon"], found["RssFile"]
 
 
 def _free_port() -> int:
@@ -401,6 +414,11 @@ def report(
     print(
         f"  (when ready {expbot.ready_kb / 1024:.1f} / {bare.ready_kb / 1024:.1f} MB; peak {hwm_ours / 1024:.1f} / "
         f"{hwm_base / 1024:.1f} MB)"
+    )
+    (anon_ours, file_ours), (anon_base, file_base) = expbot.ready_split_kb, bare.ready_split_kb
+    print(
+        f"  (when ready, anonymous {anon_ours / 1024:.1f} / {anon_base / 1024:.1f} MB = "
+        f"{_ratio(anon_ours, anon_base):.2f}x; file-backed {file_ours / 1024:.1f} / {file_base / 1024:.1f} MB)"
     )
     print("Benchmarks report only; they never fail the build.")
 
