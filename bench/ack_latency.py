@@ -520,7 +520,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="bursts per app in round 1 (and at least in round 2)")
     parser.add_argument("--concurrency", type=int, default=100, help="slash commands fired at once per burst")
     parser.add_argument("--slow-applies", type=int, default=50, help="approved ramps applying on expbot during round 2")
-    parser.add_argument("--starts", type=int, default=5, help="spawns per app for the start-up time (median)")
+    parser.add_argument("--starts", type=int, default=9, help="spawns per app for the start-up time (median)")
     asyncio.run(run(parser.parse_args()))
 
 
