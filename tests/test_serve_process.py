@@ -143,5 +143,7 @@ async def test_the_whole_story_against_a_served_process(
     for name in ("request.created", "request.approved", "request.applying", "request.applied"):
         assert (name, 1, 1) in events
     assert any(e["logger"].startswith("uvicorn") for e in lines)  # uvicorn's lines in the same format
+    warned = [e["msg"] for e in lines if e["level"] not in ("info", "debug")]
+    assert warned == ["rejected POST /slack/events: 401 bad_signature, 37 bytes"]  # the forged request, and only it
     rows = sqlite3.connect(home / "expbot.db").execute("SELECT status FROM requests").fetchall()
     assert rows == [("applied",)]
