@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from datetime import timedelta
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.logs import event
@@ -102,7 +103,10 @@ class Outbox:
                 return err
             wait = _retry_after(err) or _backoff(row.attempts)
             await self._retry(row, code, wait, code)
-        except (OSError, TimeoutError, NotYet) as err:  # Slack never answered, or the message must wait
+        except (OSError, TimeoutError, aiohttp.ClientError, NotYet) as err:  # no answer, or it must wait
+            await self._retry(row, type(err).__name__, _backoff(row.attempts))
+        except Exception as err:  # a bug in building the message: kept and retried, never lost or raised at a user
+            log.exception("could not send Slack %s message %s", row.kind, row.key)
             await self._retry(row, type(err).__name__, _backoff(row.attempts))
         else:
             await self.store.outbox_sent(row, self.owner)

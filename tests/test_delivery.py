@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import build
-from bot.models import OutboxItem, RequestStatus
+from bot.models import ChangeRequest, Experiment, OutboxItem, RequestStatus
+from bot.outbox import Outbox
+from bot.views import Message
 from commands import register
 from tests.conftest import SECRET, Bot, StartBot
 from tests.slackfake.player import SlackPlayer
@@ -44,6 +46,49 @@ async def test_edits_and_dms_that_fail_are_retried_until_slack_takes_them(bot: B
     told = [e for e in bot.slack.ephemerals if e.get("user") == "U2"]
     assert not told  # the approver is never told to "try again" for a change that went through
     await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)  # nothing left behind
+
+
+async def test_edits_and_dms_whose_connections_drop_are_retried_and_the_approver_hears_nothing(bot: Bot) -> None:
+    exp = await bot.new_sandbox()
+    req = await bot.request("ramp exp-1 25")
+    # Slack hangs up on three edits and on the DM twice: more than slack_sdk's own connection retry covers
+    bot.slack.fail_next("chat.update", hang_up=True, times=3)
+    bot.slack.fail_next("chat.postMessage", hang_up=True, times=2)
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+    await bot.until(lambda: bot.store.request(req.id).status is RequestStatus.APPLIED)
+    await bot.until(lambda: _shows_applied(bot, req.message_ts), timeout=20)
+    await bot.until(lambda: "exposure 25%" in bot.slack.message("C1", exp.card_ts)["text"], timeout=20)
+    await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
+    tries = [c for c in bot.slack.calls("chat.postMessage") if c.args["channel"] == "U1"]
+    assert len(tries) == 3  # dropped twice, then taken
+    assert len([m for m in bot.slack.messages() if "was applied" in m.get("text", "")]) == 1  # one DM
+    assert not [e for e in bot.slack.ephemerals if e.get("user") == "U2"]  # no "try again" for an applied change
+    assert bot.store.outbox_stats().dead == 0
+
+
+async def test_a_message_that_fails_to_build_is_kept_and_retried_never_raised(bot: Bot) -> None:
+    await bot.new_sandbox()
+    req = await bot.request("ramp exp-1 25")
+    experiments = bot.runtime.workflow.experiments
+    built = 0
+
+    def first_one_breaks(r: ChangeRequest, e: Experiment) -> Message:
+        nonlocal built
+        built += 1
+        if built == 1:
+            raise KeyError("a bug in a view")
+        return experiments.request_message(r, e)
+
+    threads = bot.runtime.workflow.threads
+    outbox = Outbox(bot.store, threads, experiments.card_message, first_one_breaks, "another-process")
+    assert await outbox.send([OutboxItem.request(req.id)]) == {}  # nothing raised, nothing given up
+    assert bot.store.outbox_stats().depth == 1  # kept for a retry
+    for _ in range(100):
+        if bot.store.outbox_stats().depth == 0:
+            break
+        await asyncio.sleep(0.05)
+        await outbox.drain()
+    assert bot.store.outbox_stats().depth == 0 and bot.store.outbox_stats().dead == 0
 
 
 async def test_three_429s_on_an_edit_are_waited_out(bot: Bot) -> None:

@@ -32,6 +32,11 @@ class Fault:
     error: str
     retry_after: int | None
     times: int
+    hang_up: bool = False
+
+
+HANG_UP = -1
+"""The status `_route` gives for a call to answer with nothing: the connection is closed (a dropped connection)."""
 
 
 class SlackStandIn(WebApiMethods):
@@ -86,6 +91,9 @@ class SlackStandIn(WebApiMethods):
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, headers, body = standin._route(self.command, self.path, dict(self.headers.items()), raw)
+                if status == HANG_UP:
+                    self.close_connection = True
+                    return
                 if isinstance(body, bytes):
                     payload, kind = body, headers.pop("content-type", "application/octet-stream")
                 elif isinstance(body, dict | list):
@@ -178,9 +186,12 @@ class SlackStandIn(WebApiMethods):
         error: str = "ratelimited",
         retry_after: int | None = None,
         times: int = 1,
+        hang_up: bool = False,
     ) -> None:
+        """The next `times` calls of `method` fail: `status` with `{"ok": false, "error": error}`, or, with
+        `hang_up`, no answer at all (the connection is closed once the call is read)."""
         with self._lock:
-            self._faults[method] = Fault(status, error, retry_after, times)
+            self._faults[method] = Fault(status, error, retry_after, times, hang_up)
 
     def hold(self, method: str) -> threading.Event:
         """Keep every call of `method` waiting (as a slow Slack would) until the returned event is set."""
@@ -254,6 +265,8 @@ class SlackStandIn(WebApiMethods):
                 fault.times -= 1
                 if fault.times <= 0:
                     del self._faults[method]
+                if fault.hang_up:
+                    return HANG_UP, {}, {}
                 extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 return fault.status, extra, {"ok": False, "error": fault.error}
             token = lower.get("authorization", "").removeprefix("Bearer ")
