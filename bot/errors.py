@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.mrkdwn import escape
@@ -50,6 +51,11 @@ def explain(error: BaseException) -> str:
         code = error.response.get("error", "unknown") if error.response is not None else "unknown"
         hint = _SLACK_HINTS.get(code, "Try again; if it keeps failing, run `expbot check` and look at expbot's log.")
         return f":warning: Slack refused a call from expbot ({code}). {hint}"
+    if isinstance(error, aiohttp.ClientError):  # the Slack Web API client's transport (providers raise their own)
+        return (
+            f":warning: Slack did not answer expbot ({type(error).__name__}). Try again in a moment; if it keeps "
+            "happening, run `expbot check`."
+        )
     return (
         ":boom: Something went wrong on our side and nothing was changed by this step. "
         "The details are in expbot's log; try again, and tell your admin if it keeps happening."

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -16,7 +17,7 @@ from bot.workflow import Workflow
 from providers.errors import ProviderError
 
 log = logging.getLogger("expbot")
-EXPECTED = (UsageError, PermissionDenied, ProviderError, FieldErrors, SlackApiError)
+EXPECTED = (UsageError, PermissionDenied, ProviderError, FieldErrors, SlackApiError, aiohttp.ClientError)
 Listener = Callable[[AsyncAck, dict[str, Any], AsyncWebClient], Awaitable[None]]
 
 
@@ -46,6 +47,8 @@ async def report(workflow: Workflow, ack: AsyncAck, body: dict[str, Any], error:
         code = error.response.get("error", "unknown") if error.response is not None else "unknown"
         workflow.metrics.slack_api_errors.labels(str(code)).inc()
         log.warning("Slack refused a call while handling a %s: %s", body.get("type") or "command", code)
+    elif isinstance(error, aiohttp.ClientError):  # Slack did not answer (after slack_sdk's own retry): one line
+        log.warning("Slack did not answer a call while handling a %s: %r", body.get("type") or "command", error)
     elif not isinstance(error, EXPECTED):
         log.error("unexpected error handling a Slack %s", body.get("type") or "command", exc_info=error)
     acked = ack.response is not None

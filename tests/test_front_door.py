@@ -72,3 +72,17 @@ async def test_malformed_values_are_explained_never_a_traceback(
         assert "not one expbot made" in await _told(bot, "U2", count=2)
     assert "Traceback" not in caplog.text and ":boom:" not in str(bot.slack.ephemerals)
     assert bot.store.request(req.id).status is RequestStatus.PENDING
+
+
+async def test_a_slack_that_hangs_up_is_told_in_one_line_never_a_traceback(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot.slack.fail_next("views.open", hang_up=True, times=2)  # slack_sdk retries a dropped connection once
+    with caplog.at_level(logging.WARNING):
+        resp = await bot.player.command("new sandbox", user="U1")
+        assert resp.status_code == 200
+        told = await _told(bot, "U1")
+    assert "Slack did not answer expbot (ServerDisconnectedError)" in told and ":boom:" not in told
+    assert "Traceback" not in caplog.text
+    assert "Slack did not answer a call while handling a command" in caplog.text
+    assert len(bot.slack.calls("views.open")) == 2 and not bot.slack.views
