@@ -41,6 +41,8 @@ class Applier:
         self.owner = experiments.owner
         self.metrics = experiments.metrics
         self.poll = poll
+        self._deliver: dict[int, list[str]] = {}
+        """Outbox keys to send once the experiment's lease is let go, by experiment (one holder at a time)."""
 
     # -- the experiment's lease ----------------------------------------------------------------
     async def _take(self, exp_id: int, request_id: int, wait: bool) -> bool:
@@ -69,6 +71,9 @@ class Applier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await self.store.release_lease(exp_id, self.owner)
+            # Only now tell Slack: the next change on this experiment never waits for Slack to take these (a Slack
+            # failure is retried by the outbox, never "try again").
+            await self.experiments.outbox.drain(self._deliver.pop(exp_id, []))
 
     # -- applying ------------------------------------------------------------------------------
     async def apply(self, request_id: int, actor: str, wait: bool = True) -> None:
@@ -213,7 +218,7 @@ class Applier:
             items.append(OutboxItem.note(exp.id, key, note))
         items.append(OutboxItem.dm(req.requested_by, key, texts.outcome_dm(req, exp, to, outcome)))
         if await self.store.transition(req.id, from_, to, "expbot", outcome=outcome, deliver=items):
-            await self.experiments.outbox.drain([i.key for i in items])  # a Slack failure is retried, never "try again"
+            self._deliver.setdefault(exp.id, []).extend(i.key for i in items)  # sent when the lease is let go
 
     def _load(self, request_id: int) -> tuple[ChangeRequest, Experiment]:
         req = self.store.request(request_id)

@@ -117,6 +117,24 @@ async def test_an_approved_change_is_applied_while_slack_is_still_taking_the_edi
     await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
 
 
+async def test_the_next_change_on_an_experiment_never_waits_for_slack_to_take_the_last_ones_edits(bot: Bot) -> None:
+    exp = await bot.new_sandbox()
+    first = await bot.request("ramp exp-1 25")
+    gate = bot.slack.hold("chat.update")  # Slack takes no edit in: the first change's edits and DM stay queued
+    try:
+        await bot.player.click("C1", first.message_ts, "request_approve", user="U2")
+        await bot.until(lambda: bot.store.request(first.id).status is RequestStatus.APPLIED)
+        second = await bot.request("ramp exp-1 40")
+        await bot.player.click("C1", second.message_ts, "request_approve", user="U2")
+        await bot.until(lambda: bot.store.request(second.id).status is RequestStatus.APPLIED)
+        sandbox = bot.runtime.workflow.providers["sandbox"]
+        assert (await sandbox.get(exp.snapshot.remote_id)).exposure == 40
+    finally:
+        gate.set()
+    await bot.until(lambda: _shows_applied(bot, second.message_ts), timeout=20)
+    await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
+
+
 async def test_a_permanent_refusal_is_given_up_once_and_counted(bot: Bot) -> None:
     exp = await bot.new_sandbox()
     await bot.runtime.workflow.experiments.outbox.send([OutboxItem.note(exp.id, "x", "hello")])
