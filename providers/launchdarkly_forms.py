@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, HttpUrl, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from providers.base import Text, even_weights
@@ -34,23 +35,18 @@ def _part(value: str | None, what: str) -> str | None:
     return value
 
 
+ProjectKey = Annotated[str | None, AfterValidator(lambda v: _part(v, "project"))]
+EnvironmentKey = Annotated[str | None, AfterValidator(lambda v: _part(v, "environment"))]
+"""A project or environment key as settings and drafts take it: trimmed, blank for none, refused if malformed."""
+
+
 class LaunchDarklySettings(ProviderSettings):
     """`[providers.launchdarkly]`: the instance (commercial, federal, EU, a test server) and the default
     project and environment for the create modal and for `track <key>`."""
 
     base_url: HttpUrl | None = Field(default=HttpUrl(DEFAULT_BASE_URL), description="LaunchDarkly instance")
-    project: str | None = Field(default=None, description="default project key")
-    environment: str | None = Field(default=None, description="default environment key")
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, value: str | None) -> str | None:
-        return _part(value, "project")
-
-    @field_validator("environment")
-    @classmethod
-    def _environment(cls, value: str | None) -> str | None:
-        return _part(value, "environment")
+    project: ProjectKey = Field(default=None, description="default project key")
+    environment: EnvironmentKey = Field(default=None, description="default environment key")
 
     @property
     def root(self) -> str:
@@ -78,8 +74,8 @@ class LaunchDarklyDraft(BaseModel):
         max_length=1000,
         description="The expected outcome",
     )
-    project: str | None = Field(default=None, title="Project", max_length=100, description="LaunchDarkly project key")
-    environment: str | None = Field(
+    project: ProjectKey = Field(default=None, title="Project", max_length=100, description="LaunchDarkly project key")
+    environment: EnvironmentKey = Field(
         default=None, title="Environment", max_length=100, description="LaunchDarkly environment key"
     )
     flag_key: str = Field(
@@ -113,16 +109,6 @@ class LaunchDarklyDraft(BaseModel):
         if not _KEY.match(value.strip()):
             raise ValueError("a key is letters, digits, . _ or - (starting with a letter or digit)")
         return value.strip()
-
-    @field_validator("project")
-    @classmethod
-    def _project(cls, value: str | None) -> str | None:
-        return _part(value, "project")
-
-    @field_validator("environment")
-    @classmethod
-    def _environment(cls, value: str | None) -> str | None:
-        return _part(value, "environment")
 
     @model_validator(mode="after")
     def _shares(self) -> LaunchDarklyDraft:
