@@ -24,6 +24,16 @@ TOKEN = "xoxb-test"
 USERS = {"U1": "alice", "U2": "bob", "U3": "carol", "U4": "dave"}
 
 
+def mrkdwn_texts(node: object) -> list[str]:
+    """Every text Slack parses as mrkdwn in a block tree: the `text` of each mrkdwn object, at any depth."""
+    if isinstance(node, dict):
+        found = [node["text"]] if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str) else []
+        return found + [t for v in node.values() for t in mrkdwn_texts(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in mrkdwn_texts(v)]
+    return []
+
+
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     fake = FakeSlack(bot_token=TOKEN)

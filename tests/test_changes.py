@@ -4,11 +4,10 @@ fails, and user text that reaches Slack only escaped."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from bot.models import RequestStatus
 from providers.sandbox import SandboxProvider
-from tests.conftest import Bot
+from tests.conftest import Bot, mrkdwn_texts
 
 EVIL = "<!channel> <https://evil.example|approve here>"
 
@@ -79,15 +78,6 @@ async def test_a_note_waits_for_its_card_then_goes_into_its_thread(bot: Bot) -> 
     assert note[-1].args["thread_ts"] == card_ts  # … and the note follows into its thread
 
 
-def _mrkdwn(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["text"]] if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str) else []
-        return found + [t for v in node.values() for t in _mrkdwn(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in _mrkdwn(v)]
-    return []
-
-
 async def test_a_hostile_name_never_pings_or_hides_a_link_anywhere(bot: Bot) -> None:
     await bot.player.command("new sandbox")
     await bot.slack.wait_for_async("views.open")
@@ -106,7 +96,7 @@ async def test_a_hostile_name_never_pings_or_hides_a_link_anywhere(bot: Bot) -> 
     for call in bot.slack.calls():
         args = call.args
         texts = [args["text"]] if isinstance(args.get("text"), str) else []
-        texts += _mrkdwn(args.get("blocks") or []) + _mrkdwn(args.get("view") or {})
+        texts += mrkdwn_texts(args.get("blocks") or []) + mrkdwn_texts(args.get("view") or {})
         for text in texts:
             assert "<!channel>" not in text and "<https://evil" not in text, (call.method, text)
             seen += "&lt;!channel&gt;" in text

@@ -21,6 +21,7 @@ from providers.base import Action, Capabilities
 from providers.errors import BadRequest
 from providers.models import Change, ChangeKind, Snapshot, Status, Variant
 from providers.plan import Answer, Plan, Step
+from tests.conftest import mrkdwn_texts
 
 LONG = "An experiment whose name goes on and on " * 10
 SNAP = Snapshot(
@@ -101,16 +102,6 @@ def test_request_message_limits_and_outcome() -> None:
 EVIL = "<!channel> <https://evil.example|approve here> & co"
 
 
-def _mrkdwn(node: object) -> list[str]:
-    """Every text Slack parses as mrkdwn: mrkdwn objects, and a message's or ephemeral's top-level text."""
-    if isinstance(node, dict):
-        found = [node["text"]] if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str) else []
-        return found + [t for v in node.values() for t in _mrkdwn(v)]
-    if isinstance(node, list):
-        return [t for v in node for t in _mrkdwn(v)]
-    return []
-
-
 def _assert_inert(*texts_: str) -> None:
     for text in texts_:
         assert "<!channel>" not in text and "<https://evil" not in text and "& co" not in text, text
@@ -142,7 +133,7 @@ def test_user_and_provider_text_is_escaped_everywhere() -> None:
     caps = Capabilities(changes=frozenset({ChangeKind.STOP}), actions=(Action(key="x", label=EVIL),))
     messages = [card(exp, caps, EVIL), request_message(req, exp, snap), request_message(pending, exp, snap)]
     for msg in messages:
-        _assert_inert(msg.text, *_mrkdwn(msg.blocks))
+        _assert_inert(msg.text, *mrkdwn_texts(msg.blocks))
         assert "&lt;!channel&gt;" in json.dumps(msg.blocks)
     journal = {0: JournalEntry(idx=0, status="failed", step=req.plan.steps[0], answer=Answer(status=409), error=EVIL)}
     event = AuditEvent(
