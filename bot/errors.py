@@ -17,6 +17,9 @@ from providers.errors import (
     Unavailable,
 )
 
+SLACK_UNANSWERED: tuple[type[Exception], ...] = (aiohttp.ClientError, OSError, TimeoutError)
+"""Slack never answered a call (a dropped connection, a timeout), after slack_sdk's own retry."""
+
 
 class UsageError(Exception):
     """Bad or missing command input; `usage` is the line to show with it."""

@@ -9,9 +9,9 @@ import random
 from collections.abc import Callable
 from datetime import timedelta
 
-import aiohttp
 from slack_sdk.errors import SlackApiError
 
+from bot.errors import SLACK_UNANSWERED
 from bot.logs import event
 from bot.models import ChangeRequest, Experiment, OutboxItem, OutboxRow
 from bot.store import Store, now
@@ -103,10 +103,9 @@ class Outbox:
                 return err
             wait = _retry_after(err) or _backoff(row.attempts)
             await self._retry(row, code, wait, code)
-        except (OSError, TimeoutError, aiohttp.ClientError, NotYet) as err:  # no answer, or it must wait
-            await self._retry(row, type(err).__name__, _backoff(row.attempts))
-        except Exception as err:  # a bug in building the message: kept and retried, never lost or raised at a user
-            log.exception("could not send Slack %s message %s", row.kind, row.key)
+        except Exception as err:  # no answer, it must wait, or a bug building it: kept and retried, never raised
+            if not isinstance(err, (*SLACK_UNANSWERED, NotYet)):
+                log.exception("could not send Slack %s message %s", row.kind, row.key)
             await self._retry(row, type(err).__name__, _backoff(row.attempts))
         else:
             await self.store.outbox_sent(row, self.owner)

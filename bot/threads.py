@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import SLACK_UNANSWERED
 from bot.models import ChangeRequest, Experiment
 from bot.mrkdwn import clip
 from bot.views import Message
 
 PERMALINK_WAIT = 1.0
 """Seconds a permalink may take: it can be wanted inside an acknowledgement, which Slack drops after 3 s."""
+NO_LINK: tuple[type[Exception], ...] = (SlackClientError, *SLACK_UNANSWERED)
+"""Slack refused the permalink or did not answer: the text goes without it."""
 
 
 class Threads:
@@ -57,7 +59,7 @@ class Threads:
             reply = await asyncio.wait_for(
                 self.client.chat_getPermalink(channel=channel, message_ts=ts), PERMALINK_WAIT
             )
-        except (SlackApiError, SlackClientError, aiohttp.ClientError, OSError, TimeoutError):
+        except NO_LINK:
             return None
         link = reply.get("permalink")
         return str(link) if link else None
