@@ -119,24 +119,23 @@ class Server:
 
     def memory_kb(self) -> tuple[int, int]:
         """VmRSS and VmHWM (peak) of the running process, in kB."""
-        assert self.proc is not None
-        found = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found[key] = int(value.split()[0])
+        found = self._status_kb("VmRSS", "VmHWM")
         return found["VmRSS"], found["VmHWM"]
 
     def resident_split_kb(self) -> tuple[int, int]:
         """RssAnon and RssFile of the running process, in kB: its own memory, and the pages of files it maps
         (shared libraries such as pydantic-core's, which other processes can share)."""
+        found = self._status_kb("RssAnon", "RssFile")
+        return found["RssAnon"], found["RssFile"]
+
+    def _status_kb(self, *keys: str) -> dict[str, int]:
         assert self.proc is not None
         found = {}
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("RssAnon", "RssFile"):
+            if key in keys:
                 found[key] = int(value.split()[0])
-        return found["RssAnon"], found["RssFile"]
+        return found
 
 
 def _free_port() -> int:

@@ -31,12 +31,23 @@ def _shows_applied(bot: Bot, ts: str | None) -> bool:
     )
 
 
+async def _approved(bot: Bot, req: ChangeRequest) -> None:
+    """Bob approves `req` in its thread; returns once it is applied in the store."""
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+    await bot.until(lambda: bot.store.request(req.id).status is RequestStatus.APPLIED)
+
+
+async def _settled(bot: Bot, ts: str | None) -> None:
+    """The request message at `ts` shows it applied and nothing is left to send."""
+    await bot.until(lambda: _shows_applied(bot, ts), timeout=20)
+    await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
+
+
 async def test_edits_and_dms_that_fail_are_retried_until_slack_takes_them(bot: Bot) -> None:
     exp = await bot.new_sandbox()
     req = await bot.request("ramp exp-1 25")
     bot.slack.fail_next("chat.update", error="internal_error", times=3)
-    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
-    await bot.until(lambda: bot.store.request(req.id).status is RequestStatus.APPLIED)
+    await _approved(bot, req)
     await bot.until(lambda: _shows_applied(bot, req.message_ts), timeout=20)
     await bot.until(lambda: "exposure 25%" in bot.slack.message("C1", exp.card_ts)["text"], timeout=20)
     dms = await bot.slack.wait_for_async(
@@ -54,8 +65,7 @@ async def test_edits_and_dms_whose_connections_drop_are_retried_and_the_approver
     # Slack hangs up on three edits and on the DM twice: more than slack_sdk's own connection retry covers
     bot.slack.fail_next("chat.update", hang_up=True, times=3)
     bot.slack.fail_next("chat.postMessage", hang_up=True, times=2)
-    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
-    await bot.until(lambda: bot.store.request(req.id).status is RequestStatus.APPLIED)
+    await _approved(bot, req)
     await bot.until(lambda: _shows_applied(bot, req.message_ts), timeout=20)
     await bot.until(lambda: "exposure 25%" in bot.slack.message("C1", exp.card_ts)["text"], timeout=20)
     await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
@@ -106,15 +116,13 @@ async def test_an_approved_change_is_applied_while_slack_is_still_taking_the_edi
     req = await bot.request("ramp exp-1 25")
     gate = bot.slack.hold("chat.update")  # a slow Slack: the "approved, applying" edit is not answered yet
     try:
-        await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
-        await bot.until(lambda: bot.store.request(req.id).status is RequestStatus.APPLIED)
+        await _approved(bot, req)
         sandbox = bot.runtime.workflow.providers["sandbox"]
         assert (await sandbox.get(exp.snapshot.remote_id)).exposure == 25
         assert not _shows_applied(bot, req.message_ts)  # Slack has not answered a single edit so far
     finally:
         gate.set()
-    await bot.until(lambda: _shows_applied(bot, req.message_ts), timeout=20)
-    await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
+    await _settled(bot, req.message_ts)
 
 
 async def test_the_next_change_on_an_experiment_never_waits_for_slack_to_take_the_last_ones_edits(bot: Bot) -> None:
@@ -122,17 +130,14 @@ async def test_the_next_change_on_an_experiment_never_waits_for_slack_to_take_th
     first = await bot.request("ramp exp-1 25")
     gate = bot.slack.hold("chat.update")  # Slack takes no edit in: the first change's edits and DM stay queued
     try:
-        await bot.player.click("C1", first.message_ts, "request_approve", user="U2")
-        await bot.until(lambda: bot.store.request(first.id).status is RequestStatus.APPLIED)
+        await _approved(bot, first)
         second = await bot.request("ramp exp-1 40")
-        await bot.player.click("C1", second.message_ts, "request_approve", user="U2")
-        await bot.until(lambda: bot.store.request(second.id).status is RequestStatus.APPLIED)
+        await _approved(bot, second)
         sandbox = bot.runtime.workflow.providers["sandbox"]
         assert (await sandbox.get(exp.snapshot.remote_id)).exposure == 40
     finally:
         gate.set()
-    await bot.until(lambda: _shows_applied(bot, second.message_ts), timeout=20)
-    await bot.until(lambda: bot.store.outbox_stats().depth == 0, timeout=20)
+    await _settled(bot, second.message_ts)
 
 
 async def test_a_permanent_refusal_is_given_up_once_and_counted(bot: Bot) -> None:
