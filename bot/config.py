@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.config_file import check_db, model_problems, read_toml, section_tables, suggestion
@@ -67,6 +66,8 @@ class Env(BaseModel):
         names = set(cls.model_fields)
         found: dict[str, str] = {}
         if env_file.is_file():
+            from dotenv import dotenv_values  # loaded only when there is a `.env` to read
+
             found |= {k.lower(): v for k, v in dotenv_values(env_file, encoding="utf-8").items() if v is not None}
         found |= {k.lower(): v for k, v in os.environ.items()}
         return cls.model_validate({k: v for k, v in found.items() if k in names})

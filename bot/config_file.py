@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -60,6 +59,8 @@ def check_db(path: Path) -> list[str]:
 
 def suggestion(key: str, known: Iterable[str]) -> str:
     """`; did you mean "channel"?` for the nearest known name, else the list of known names."""
+    import difflib  # only a config with a mistake needs it: not loaded on a clean start (bench/ack_latency.py)
+
     names = list(known)
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6) or difflib.get_close_matches(
         key.lower(), names, n=1, cutoff=0.6

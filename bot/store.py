@@ -1,4 +1,4 @@
-"""SQLite storage (sqlite-utils): the only module that touches SQL. Writes run off the event loop, one at a time."""
+"""SQLite storage: the only module that touches SQL. Writes run off the event loop, one at a time."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import asyncio
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
-
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from bot.models import (
     STATEFUL,
@@ -31,12 +29,13 @@ from bot.models import (
 from providers.models import Change, Snapshot
 from providers.plan import Answer, Plan, Step
 
-migrations = Migrations("expbot")
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@migrations()
 def m001_initial(db: Database) -> None:
     db.executescript(
         """
@@ -62,7 +61,6 @@ def m001_initial(db: Database) -> None:
     )
 
 
-@migrations()
 def m002_steps_leases(db: Database) -> None:
     db.executescript(
         """
@@ -83,7 +81,6 @@ def m002_steps_leases(db: Database) -> None:
             db.execute("UPDATE requests SET plan = ? WHERE id = ?", [json.dumps({"steps": plan}), row["id"]])
 
 
-@migrations()
 def m003_outbox(db: Database) -> None:
     db.executescript(
         """
@@ -97,7 +94,6 @@ def m003_outbox(db: Database) -> None:
     )
 
 
-@migrations()
 def m004_listing_columns(db: Database) -> None:
     """Status and exposure as columns, so `/experiment list` reads them without decoding every snapshot."""
     db.executescript(
@@ -109,6 +105,67 @@ def m004_listing_columns(db: Database) -> None:
         CREATE INDEX experiments_listing ON experiments (provider, status);
         """
     )
+
+
+MIGRATIONS = (m001_initial, m002_steps_leases, m003_outbox, m004_listing_columns)
+"""The schema's history, oldest first, applied by sqlite-utils' Migrations as the set "expbot"."""
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the migrations this database lacks (sqlite-utils' Migrations); returns their names.
+
+    sqlite-utils is imported only when a migration is pending: it costs 2 MB of resident memory, and a database
+    that is up to date (every start but the first of a version) never needs it.
+    """
+    done: set[str] = set()
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'").fetchone():
+        done = {r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = 'expbot'")}
+    pending = [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
+    if pending:
+        from sqlite_utils import Database
+        from sqlite_utils.migrations import Migrations
+
+        migrations = Migrations("expbot")
+        for fn in MIGRATIONS:
+            migrations()(fn)
+        # execute_plugins=False: whatever sqlite-utils plugins happen to be installed stay off our connection, and
+        # start-up does not scan every installed package for them.
+        migrations.apply(Database(conn, execute_plugins=False))
+    return pending
+
+
+class Db:
+    """One connection in autocommit mode: each statement commits on its own unless it runs inside `atomic()`."""
+
+    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+        self.conn = sqlite3.connect(path, check_same_thread=False, timeout=busy_timeout_ms / 1000, isolation_level=None)
+        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, tuple(args))
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> Iterator[dict[str, Any]]:
+        """The rows as dicts, read as they are iterated."""
+        cur = self.conn.execute(sql, tuple(args))
+        names = [d[0] for d in cur.description]
+        return (dict(zip(names, row, strict=True)) for row in cur)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One write transaction: the write lock is taken at once (waiting out other processes' writes within
+        the busy timeout), committed at the end, rolled back on any exception."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def now() -> datetime:
@@ -135,23 +192,14 @@ class Store:
 
     def __init__(self, path: Path | str, busy_timeout_ms: int = 15000) -> None:
         self.path = str(path)
-        self._wdb = self._connect(busy_timeout_ms)
+        self._wdb = Db(self.path, busy_timeout_ms)
         if self.path != ":memory:":
-            self._wdb.enable_wal()
-        migrations.apply(self._wdb)
-        self.db = self._wdb if self.path == ":memory:" else self._connect(busy_timeout_ms)
+            self._wdb.execute("PRAGMA journal_mode = wal")
+        migrate(self._wdb.conn)
+        self.db = self._wdb if self.path == ":memory:" else Db(self.path, busy_timeout_ms)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expbot-store")
         self.on_transition: Callable[[int, int, RequestStatus], None] | None = None
         """Called after every successful transition (metrics and event log lines hang here)."""
-
-    def _connect(self, busy_timeout_ms: int) -> Database:
-        # execute_plugins=False: whatever sqlite-utils plugins happen to be installed stay off our connections, and
-        # start-up does not scan every installed package for them.
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout_ms / 1000)
-        db = Database(conn, execute_plugins=False)
-        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        db.execute("PRAGMA foreign_keys = ON")
-        return db
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -603,7 +651,7 @@ class Store:
         return [{**json.loads(r["record"]), "id": f"sbx-{r['id']}"} for r in rows]
 
 
-def _one(db: Database, sql: str, args: list[Any]) -> dict[str, Any] | None:
+def _one(db: Db, sql: str, args: list[Any]) -> dict[str, Any] | None:
     """One row as a dict; the cursor is closed at once so no read transaction stays open."""
     cur = db.execute(sql, args)
     try:

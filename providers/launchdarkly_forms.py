@@ -6,14 +6,14 @@ import math
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, HttpUrl, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from providers.base import Text, even_weights
 from providers.errors import BadRequest
 from providers.launchdarkly_mapping import NAME, Json, allocations, variation_name
 from providers.models import WEIGHT_TOLERANCE
-from providers.registry import ProviderSettings
+from providers.registry import BaseUrl, ProviderSettings
 
 DEFAULT_BASE_URL = "https://app.launchdarkly.com"
 _KEY = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,255}$")
@@ -44,7 +44,7 @@ class LaunchDarklySettings(ProviderSettings):
     """`[providers.launchdarkly]`: the instance (commercial, federal, EU, a test server) and the default
     project and environment for the create modal and for `track <key>`."""
 
-    base_url: HttpUrl | None = Field(default=HttpUrl(DEFAULT_BASE_URL), description="LaunchDarkly instance")
+    base_url: BaseUrl | None = Field(default=DEFAULT_BASE_URL, description="LaunchDarkly instance")
     project: ProjectKey = Field(default=None, description="default project key")
     environment: EnvironmentKey = Field(default=None, description="default environment key")
 

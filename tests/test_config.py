@@ -91,6 +91,17 @@ def test_values_are_checked_with_plain_messages(tmp_path: Path) -> None:
     ]
 
 
+def test_a_provider_base_url_must_be_an_http_url(tmp_path: Path) -> None:
+    config = (
+        '[providers.sandbox]\nbase_url = "sandbox.example.com"\n'
+        '[providers.launchdarkly]\nbase_url = "https://ld.example.com:99999"\n'
+    )
+    assert problems(tmp_path, config, launchdarkly_api_token="api-1") == [
+        "F [providers.sandbox] base_url: 'sandbox.example.com' is not an http:// or https:// URL with a host",
+        "F [providers.launchdarkly] base_url: 'https://ld.example.com:99999' is not a URL (Port out of range 0-65535)",
+    ]
+
+
 def test_guest_and_external_policy_keys_are_settings(tmp_path: Path) -> None:
     (tmp_path / "expbot.toml").write_text(
         "[approvals]\nallow_guests = true\n[approvals.sandbox]\nallow_external = true\n"

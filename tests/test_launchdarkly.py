@@ -272,7 +272,10 @@ def test_draft_rules_show_inline_where_the_user_typed() -> None:
 
 
 def test_settings_and_start_up_checks() -> None:
-    assert str(LaunchDarklySettings().base_url) == "https://app.launchdarkly.com/"
+    assert LaunchDarklySettings().root == "https://app.launchdarkly.com"
+    assert LaunchDarklySettings(base_url=" http://127.0.0.1:8080/ ").root == "http://127.0.0.1:8080"
+    with pytest.raises(ValidationError, match="not an http:// or https:// URL"):
+        LaunchDarklySettings.model_validate({"base_url": "ftp://app.launchdarkly.com"})
     with pytest.raises(ValidationError):
         LaunchDarklySettings.model_validate({"projet": "web"})
     with pytest.raises(ValidationError):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import sqlite_utils
 import sqlite_utils.plugins
 
 from bot.models import RequestStatus
-from bot.store import Store, now
+from bot.store import MIGRATIONS, Store, now
 from providers.models import Change, ChangeKind, Snapshot, Status, Variant
 from providers.plan import Plan, Step
 
@@ -46,6 +49,56 @@ def test_migrations_create_schema_and_wal(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT COUNT(*) FROM _sqlite_migrations").fetchone()[0] == 4
     assert {"leases", "steps", "outbox"} <= tables
+
+
+def test_a_database_of_an_older_version_is_brought_up_to_date(tmp_path: Path) -> None:
+    path, stamp = tmp_path / "old.db", now().isoformat()
+    first = sqlite_utils.migrations.Migrations("expbot")
+    first()(MIGRATIONS[0])
+    old = sqlite_utils.Database(path)
+    first.apply(old)  # the schema as version 1 left it, with a request whose plan is a bare list of calls
+    old.execute(
+        "INSERT INTO experiments VALUES (1, 'sandbox', 'sbx-1', 'Checkout', 'C1', NULL, 'U1', ?, ?, ?)",
+        [SNAP.model_dump_json(), stamp, stamp],
+    )
+    calls = [{"method": "PATCH", "path": "/x", "body": {"status": "running"}}]
+    old.execute(
+        "INSERT INTO requests VALUES (1, 1, ?, ?, ?, 'U1', 1, 'pending', 'C1', NULL, ?, ?, NULL, NULL)",
+        [Change(kind=ChangeKind.START).model_dump_json(), SNAP.model_dump_json(), json.dumps(calls), stamp, stamp],
+    )
+    old.close()
+    store = Store(path)
+    try:
+        req = store.request(1)
+        assert req is not None and [s.path for s in req.plan.steps] == ["/x"]
+        listed, total = store.summaries(None, "draft", 10)
+        assert total == 1 and listed[0].exposure == 10  # the listing columns were filled from the snapshot
+        names = [r[0] for r in store.db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+        assert names == [fn.__name__ for fn in MIGRATIONS]
+    finally:
+        store.close()
+
+
+def test_sqlite_utils_is_loaded_only_to_migrate(tmp_path: Path) -> None:
+    """An up-to-date database opens without sqlite-utils (2 MB of memory that a restart should not pay)."""
+    probe = "import sys; from bot.store import Store; Store(sys.argv[1]).close(); print('sqlite_utils' in sys.modules)"
+    path = str(tmp_path / "expbot.db")
+    opened = [subprocess.run([sys.executable, "-c", probe, path], capture_output=True, text=True) for _ in range(2)]
+    assert [run.stdout.strip() for run in opened] == ["True", "False"], [run.stderr for run in opened]
+
+
+def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "x.db")
+    try:
+        with pytest.raises(RuntimeError), store.db.atomic():
+            store.db.execute("INSERT INTO audit (ts, actor, action, detail) VALUES ('t', 'U1', 'a', 'd')")
+            raise RuntimeError("boom")
+        assert store.db.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 0
+        with store.db.atomic():
+            store.db.execute("INSERT INTO audit (ts, actor, action, detail) VALUES ('t', 'U1', 'a', 'd')")
+        assert sqlite3.connect(tmp_path / "x.db").execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 1
+    finally:
+        store.close()
 
 
 async def test_experiment_is_tracked_once_and_older_reads_never_win(tmp_path: Path) -> None:
