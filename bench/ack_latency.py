@@ -64,6 +64,7 @@ class Server:
     starts: list[float] = field(default_factory=list)
     healthz_at: list[float] = field(default_factory=list)
     ready_kb: int = 0
+    first_ready_kb: int = 0
     ready_split_kb: tuple[int, int] = (0, 0)
 
     @property
@@ -93,6 +94,7 @@ class Server:
             await asyncio.sleep(0.005)
         self.starts.append(time.perf_counter() - began)
         self.ready_kb = self.memory_kb()[0]
+        self.first_ready_kb = self.first_ready_kb or self.ready_kb
         self.ready_split_kb = self.resident_split_kb()
 
     def _alive(self, deadline: float) -> None:
@@ -406,18 +408,25 @@ def report(
     print(f"{label:<34}{start_ours:>10.2f}{start_base:>10.2f}{r:>7.2f}x   {_mark(r, TARGET_START)}")
     if expbot.healthz_at:
         print(f"  (expbot /healthz answered at {_median(expbot.healthz_at):.2f} s)")
-    (rss_ours, hwm_ours), (rss_base, hwm_base) = memory["expbot"], memory["bare"]
-    r = _ratio(rss_ours, rss_base)
-    label = "RSS after the rounds (MB)"
-    print(f"{label:<34}{rss_ours / 1024:>10.1f}{rss_base / 1024:>10.1f}{r:>7.2f}x   {_mark(r, TARGET_RSS)}")
-    print(
-        f"  (when ready {expbot.ready_kb / 1024:.1f} / {bare.ready_kb / 1024:.1f} MB; peak {hwm_ours / 1024:.1f} / "
-        f"{hwm_base / 1024:.1f} MB)"
-    )
+    r = _ratio(expbot.ready_kb, bare.ready_kb)
+    label = "RSS when ready (MB)"
+    print(f"{label:<34}{expbot.ready_kb / 1024:>10.1f}{bare.ready_kb / 1024:>10.1f}{r:>7.2f}x   {_mark(r, TARGET_RSS)}")
     (anon_ours, file_ours), (anon_base, file_base) = expbot.ready_split_kb, bare.ready_split_kb
     print(
-        f"  (when ready, anonymous {anon_ours / 1024:.1f} / {anon_base / 1024:.1f} MB = "
-        f"{_ratio(anon_ours, anon_base):.2f}x; file-backed {file_ours / 1024:.1f} / {file_base / 1024:.1f} MB)"
+        f"  (anonymous {anon_ours / 1024:.1f} / {anon_base / 1024:.1f} MB = {_ratio(anon_ours, anon_base):.2f}x; "
+        f"file-backed {file_ours / 1024:.1f} / {file_base / 1024:.1f} MB)"
+    )
+    print(
+        f"  (expbot's first start, which migrated a new database with sqlite-utils: {expbot.first_ready_kb / 1024:.1f}"
+        f" MB = {_ratio(expbot.first_ready_kb, bare.ready_kb):.2f}x)"
+    )
+    (rss_ours, hwm_ours), (rss_base, hwm_base) = memory["expbot"], memory["bare"]
+    r = _ratio(rss_ours, rss_base)
+    label = "RSS after the rounds (MB), no target"
+    print(f"{label:<34}{rss_ours / 1024:>10.1f}{rss_base / 1024:>10.1f}{r:>7.2f}x")
+    print(
+        f"  (expbot created and applied {args.slow_applies} experiments' changes, the bare app only acknowledged; "
+        f"peak {hwm_ours / 1024:.1f} / {hwm_base / 1024:.1f} MB)"
     )
     print("Benchmarks report only; they never fail the build.")
 
