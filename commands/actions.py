@@ -43,9 +43,10 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         await ack()
         action = _action(body)
         request_id = _id(action.get("value"))
-        container = body.get("container") or {}
-        workflow.decisions.check_clicked_on(request_id, container.get("channel_id"), container.get("message_ts"))
-        await decisions[action["action_id"]](request_id, body["user"]["id"])
+        container, user = body.get("container") or {}, body["user"]["id"]
+        where = container.get("channel_id"), container.get("message_ts")
+        await workflow.decisions.check_clicked_on(request_id, *where, user)
+        await decisions[action["action_id"]](request_id, user)
 
     @app.action("card_console")
     async def console(ack: AsyncAck) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from bot.models import RequestStatus
+from commands.playground.payloads import find_element
 from tests.conftest import Bot, StartBot
 
 
@@ -96,6 +97,34 @@ async def test_request_that_cannot_be_posted_is_withdrawn(bot: Bot) -> None:
     assert told[-1].args["user"] == "U1"
     [req] = bot.all_requests()
     assert req.status is RequestStatus.CANCELLED and req.outcome == "the request could not be posted in Slack"
+
+
+async def test_a_post_slack_took_without_answering_is_mended_by_a_click(bot: Bot) -> None:
+    """Slack posts the request but its answer is lost, twice (slack_sdk retries a dropped connection once): the
+    request is withdrawn with two live copies in the thread. A click on one changes nothing but mends that copy."""
+    await bot.new_sandbox()
+    bot.slack.fail_next("chat.postMessage", lose_answer=True, times=2)
+    await bot.player.command("start exp-1")
+    [req] = await bot.until(lambda: [r for r in bot.all_requests() if r.status is RequestStatus.CANCELLED])
+    assert req.message_ts is None and req.outcome == "the request could not be posted in Slack"
+    copies = [m for m in bot.slack.messages("C1") if find_element(m.get("blocks") or [], "request_approve")]
+    assert len(copies) == 2
+
+    await bot.player.click("C1", copies[0]["ts"], "request_approve", user="U2")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "was withdrawn" in a["text"])
+    assert told[-1].args["user"] == "U2" and "not be posted in Slack; nothing was changed" in told[-1].args["text"]
+    first = copies[0]["ts"]
+    mended = await bot.until(
+        lambda: (m := bot.slack.message("C1", first)) and not find_element(m["blocks"], "request_approve") and m
+    )
+    assert "cancelled" in json.dumps(mended["blocks"]).lower()
+    assert bot.store.request(req.id).message_ts == first
+    assert any(e.action == "request.message_found" and e.actor == "U2" for e in bot.store.audit_events(1, 100))
+    assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "draft"
+
+    await bot.player.click("C1", copies[1]["ts"], "request_approve", user="U2")  # the other copy: refused as before
+    assert await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "does not belong" in a["text"])
+    assert bot.store.request(req.id).message_ts == first
 
 
 async def test_reject_and_cancel(bot: Bot) -> None:

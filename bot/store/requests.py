@@ -75,6 +75,22 @@ class RequestTables(OutboxTables):
         self._wdb.execute("UPDATE requests SET channel = ?, message_ts = ? WHERE id = ?", [channel, ts, request_id])
 
     @writes
+    def adopt_request_message(self, request_id: int, channel: str, ts: str, actor: str) -> bool:
+        """Take `ts` as the message of a request that was withdrawn because Slack never answered its post, and
+        queue the edit that shows it as it is; False if the request has a message or is not withdrawn yet."""
+        with self._wdb.atomic():
+            cur = self._wdb.execute(
+                "UPDATE requests SET message_ts = ? WHERE id = ? AND channel = ? AND message_ts IS NULL"
+                " AND status = 'cancelled'",
+                [ts, request_id, channel],
+            )
+            if cur.rowcount != 1:
+                return False
+            self._audit(actor, "request.message_found", self._experiment_of(request_id), request_id, {"ts": ts})
+            self._enqueue([OutboxItem.request(request_id)])
+        return True
+
+    @writes
     def transition(
         self,
         request_id: int,

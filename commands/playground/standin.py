@@ -33,6 +33,7 @@ class Fault:
     retry_after: int | None
     times: int
     hang_up: bool = False
+    lose_answer: bool = False
 
 
 HANG_UP = -1
@@ -187,11 +188,13 @@ class SlackStandIn(WebApiMethods):
         retry_after: int | None = None,
         times: int = 1,
         hang_up: bool = False,
+        lose_answer: bool = False,
     ) -> None:
-        """The next `times` calls of `method` fail: `status` with `{"ok": false, "error": error}`, or, with
-        `hang_up`, no answer at all (the connection is closed once the call is read)."""
+        """The next `times` calls of `method` fail: `status` with `{"ok": false, "error": error}`; with `hang_up`,
+        no answer at all (the connection is closed once the call is read); with `lose_answer`, the call takes
+        effect and then the connection is closed (Slack did it, its answer never arrives)."""
         with self._lock:
-            self._faults[method] = Fault(status, error, retry_after, times, hang_up)
+            self._faults[method] = Fault(status, error, retry_after, times, hang_up, lose_answer)
 
     def hold(self, method: str) -> threading.Event:
         """Keep every call of `method` waiting (as a slow Slack would) until the returned event is set."""
@@ -267,8 +270,9 @@ class SlackStandIn(WebApiMethods):
                     del self._faults[method]
                 if fault.hang_up:
                     return HANG_UP, {}, {}
-                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                return fault.status, extra, {"ok": False, "error": fault.error}
+                if not fault.lose_answer:
+                    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    return fault.status, extra, {"ok": False, "error": fault.error}
             token = lower.get("authorization", "").removeprefix("Bearer ")
             wanted = self.app_token if method == "apps.connections.open" else self.bot_token
             if token != wanted:
@@ -279,6 +283,8 @@ class SlackStandIn(WebApiMethods):
             body = handler(args) if handler else {"ok": False, "error": "unknown_method"}
             if method in MUTATING and body.get("ok"):
                 self.version += 1
+        if fault and fault.lose_answer:
+            return HANG_UP, {}, {}
         scopes = {"X-OAuth-Scopes": ",".join(self.scopes)} if method == "auth.test" and self.scopes is not None else {}
         return 200, scopes, body
 
