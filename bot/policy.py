@@ -14,6 +14,10 @@ from bot.models import ChangeRequest
 from bot.mrkdwn import pct
 from providers.models import Change, ChangeKind, Snapshot
 
+_MEMBERSHIP = frozenset({"deleted", "is_bot", "is_restricted", "is_ultra_restricted", "team_id"})
+CACHE_LIMIT = 1000
+"""Cached people past which the expired entries are dropped."""
+
 
 class Approvers:
     """Decides who may act: members of the installing workspace (`users.info`, cached), listed approvers and
@@ -27,12 +31,16 @@ class Approvers:
         self._team: str | None = None
 
     async def _user(self, user: str) -> dict[str, Any]:
+        """The fields of `users.info` the policy reads (a whole profile is kilobytes), cached for the TTL."""
+        stamp = time.monotonic()
         cached = self._users.get(user)
-        if cached and cached[0] > time.monotonic():
+        if cached and cached[0] > stamp:
             return cached[1]
         reply = await self._client.users_info(user=user)
-        found = dict(reply.get("user") or {})
-        self._users[user] = (time.monotonic() + self._ttl, found)
+        found = {key: value for key, value in (reply.get("user") or {}).items() if key in _MEMBERSHIP}
+        if len(self._users) >= CACHE_LIMIT:  # only people who act are cached; a big workspace still stays bounded
+            self._users = {k: v for k, v in self._users.items() if v[0] > stamp}
+        self._users[user] = (stamp + self._ttl, found)
         return found
 
     async def _installing_team(self) -> str:

@@ -3,12 +3,19 @@ malformed values — each changes nothing and gets a short explanation, never a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import policy
+from bot.config import Policy
+from bot.errors import PermissionDenied
 from bot.models import RequestStatus
+from bot.policy import Approvers
 from tests.conftest import Bot, StartBot
+from tests.slackfake.web_api import FakeSlack
 
 
 async def _told(bot: Bot, user: str, count: int = 1) -> str:
@@ -86,3 +93,27 @@ async def test_a_slack_that_hangs_up_is_told_in_one_line_never_a_traceback(
     assert "Traceback" not in caplog.text
     assert "Slack did not answer a call while handling a command" in caplog.text
     assert len(bot.slack.calls("views.open")) == 2 and not bot.slack.views
+
+
+async def test_membership_is_asked_once_per_person_and_the_cache_stays_small(
+    slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy, "CACHE_LIMIT", 3)
+    approvers = Approvers(AsyncWebClient(token=slack.bot_token, base_url=slack.api_url), ttl_seconds=0.2)
+    rules = Policy()
+    for uid in ("U1", "U2", "U3"):
+        slack.add_user(uid, name=uid.lower())
+        await approvers.check_member(uid, rules)
+        await approvers.check_member(uid, rules)
+    assert len(slack.calls("users.info")) == 3  # once per person within the TTL
+    assert all(
+        set(info) <= {"deleted", "is_bot", "is_restricted", "is_ultra_restricted", "team_id"}
+        for _, info in approvers._users.values()
+    )  # not whole profiles
+    await asyncio.sleep(0.25)
+    slack.add_user("U4", name="u4", guest="single")
+    with pytest.raises(PermissionDenied, match="Guests cannot"):
+        await approvers.check_member("U4", rules)
+    assert list(approvers._users) == ["U4"]  # past the limit, the expired entries went
+    await approvers.check_member("U1", rules)  # asked again once expired
+    assert len(slack.calls("users.info")) == 5
