@@ -87,6 +87,17 @@ def test_sqlite_utils_is_loaded_only_to_migrate(tmp_path: Path) -> None:
     assert [run.stdout.strip() for run in opened] == ["True", "False"], [run.stderr for run in opened]
 
 
+def test_processes_starting_together_on_a_new_database_migrate_it_once(tmp_path: Path) -> None:
+    """Replicas (or a new version rolling out) open one new database at once: one migrates, the others wait."""
+    probe = "import sys; from bot.store import Store; Store(sys.argv[1]).close()"
+    path = str(tmp_path / "expbot.db")
+    procs = [subprocess.Popen([sys.executable, "-c", probe, path], stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outcomes = [(proc.wait(timeout=60), proc.stderr.read() if proc.stderr else "") for proc in procs]
+    assert [code for code, _ in outcomes] == [0] * 6, [err[-800:] for _, err in outcomes]
+    names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert names == [fn.__name__ for fn in MIGRATIONS]
+
+
 def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path / "x.db")
     try:

@@ -85,24 +85,38 @@ MIGRATIONS = (m001_initial, m002_steps_leases, m003_outbox, m004_listing_columns
 """The schema's history, oldest first, applied by sqlite-utils' Migrations as the set "expbot"."""
 
 
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations this database lacks (sqlite-utils' Migrations); returns their names.
-
-    sqlite-utils is imported only when a migration is pending: it costs 2 MB of resident memory, and a database
-    that is up to date (every start but the first of a version) never needs it.
-    """
+def _pending(conn: sqlite3.Connection) -> list[str]:
     done: set[str] = set()
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'").fetchone():
         done = {r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = 'expbot'")}
-    pending = [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
-    if pending:
-        from sqlite_utils import Database
-        from sqlite_utils.migrations import Migrations
+    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
 
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the migrations this database lacks (sqlite-utils' Migrations); returns their names.
+
+    Processes starting together on one database (replicas, a new version rolling out) migrate one at a time: the
+    write lock is taken first, and whoever gets it second finds nothing left to do. sqlite-utils is imported only
+    when a migration is pending: it costs 2 MB of resident memory, and a database that is up to date (every start
+    but the first of a version) never needs it or the lock.
+    """
+    if not _pending(conn):
+        return []
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        pending = _pending(conn)
         migrations = Migrations("expbot")
         for fn in MIGRATIONS:
             migrations()(fn)
-        # execute_plugins=False: whatever sqlite-utils plugins happen to be installed stay off our connection, and
-        # start-up does not scan every installed package for them.
+        # Each migration runs in a savepoint of this transaction. execute_plugins=False: whatever sqlite-utils
+        # plugins happen to be installed stay off our connection, and start-up does not scan every package for them.
         migrations.apply(Database(conn, execute_plugins=False))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
     return pending
