@@ -144,37 +144,6 @@ class SlackStandIn(WebApiMethods):
         return f"{self.base_url}/response/{name}"
 
     # -- set-up and fault injection ------------------------------------------------------------
-    def add_user(
-        self,
-        user_id: str,
-        name: str,
-        real_name: str | None = None,
-        is_bot: bool = False,
-        deleted: bool = False,
-        tz: str = "Europe/Berlin",
-        team_id: str | None = None,
-        guest: str | None = None,
-    ) -> None:
-        """A user; `team_id` of another workspace for Slack Connect, `guest` "multi" or "single" channel."""
-        self.users[user_id] = {
-            "id": user_id,
-            "team_id": team_id or self.team_id,
-            "name": name,
-            "real_name": real_name or name,
-            "deleted": deleted,
-            "is_bot": is_bot,
-            "tz": tz,
-            "is_restricted": guest is not None,
-            "is_ultra_restricted": guest == "single",
-        }
-
-    def add_usergroup(self, group_id: str, users: list[str], handle: str | None = None) -> None:
-        self.usergroups[group_id] = list(users)
-        self.group_handles[group_id] = handle or group_id.lower()
-
-    def add_channel(self, channel_id: str, name: str) -> None:
-        self.channels[channel_id] = {"id": channel_id, "name": name}
-
     def revoke_token(self, error: str = "token_revoked") -> None:
         """From now on every call with the bot token answers `error` (Slack says `token_revoked` or `invalid_auth`)."""
         self.token_error = error

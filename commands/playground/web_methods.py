@@ -1,4 +1,4 @@
-"""The Web API methods the stand-in answers, with Slack's documented bodies and errors, over its kept state."""
+"""The Web API methods the stand-in answers (documented bodies and errors) and the directory they answer from."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class WebApiMethods:
     socket_url: str | None
     users: dict[str, dict[str, Any]]
     usergroups: dict[str, list[str]]
+    group_handles: dict[str, str]
     channels: dict[str, dict[str, Any]]
     channels_not_found: set[str]
     views: dict[str, dict[str, Any]]
@@ -55,6 +56,38 @@ class WebApiMethods:
     _used_triggers: set[str]
     _ts: itertools.count[int]
     _ids: itertools.count[int]
+
+    # -- the workspace's directory, as a test or the playground sets it up -----------------------
+    def add_user(
+        self,
+        user_id: str,
+        name: str,
+        real_name: str | None = None,
+        is_bot: bool = False,
+        deleted: bool = False,
+        tz: str = "Europe/Berlin",
+        team_id: str | None = None,
+        guest: str | None = None,
+    ) -> None:
+        """A user; `team_id` of another workspace for Slack Connect, `guest` "multi" or "single" channel."""
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": team_id or self.team_id,
+            "name": name,
+            "real_name": real_name or name,
+            "deleted": deleted,
+            "is_bot": is_bot,
+            "tz": tz,
+            "is_restricted": guest is not None,
+            "is_ultra_restricted": guest == "single",
+        }
+
+    def add_usergroup(self, group_id: str, users: list[str], handle: str | None = None) -> None:
+        self.usergroups[group_id] = list(users)
+        self.group_handles[group_id] = handle or group_id.lower()
+
+    def add_channel(self, channel_id: str, name: str) -> None:
+        self.channels[channel_id] = {"id": channel_id, "name": name}
 
     def _next_ts(self) -> str:
         return f"1700000000.{next(self._ts) * 100:06d}"
