@@ -12,7 +12,8 @@ from providers.models import Snapshot
 
 
 class ExperimentTables(Tables):
-    # -- experiments -------------------------------------------------------------------------
+    """Tracked experiments (card, latest read, listing columns) and the sandbox provider's records."""
+
     @writes
     def add_experiment(
         self, provider: str, snapshot: Snapshot, channel: str, created_by: str, read_at: datetime | None = None

@@ -13,6 +13,8 @@ from providers.plan import Answer, Step
 
 
 class JournalTables(Tables):
+    """Leases and the step journal: what lets a change be applied once, by one process, and resumed."""
+
     # -- leases: one change in flight per experiment, owned by one process ----------------------
     @writes
     def take_lease(self, experiment_id: int, request_id: int, owner: str, ttl: timedelta) -> bool:

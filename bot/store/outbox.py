@@ -11,6 +11,8 @@ from bot.store.db import Tables, now, one, writes
 
 
 class OutboxTables(Tables):
+    """Slack messages to deliver, one row per message: queued with the change that causes them, claimed, sent."""
+
     def _enqueue(self, items: Iterable[OutboxItem]) -> None:
         stamp = now().isoformat()
         for item in items:

@@ -15,6 +15,8 @@ from providers.plan import Plan
 
 
 class RequestTables(OutboxTables):
+    """Change requests and their approvals; a transition queues the Slack messages it causes in its transaction."""
+
     @writes
     def add_request(
         self,
