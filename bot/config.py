@@ -6,18 +6,17 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from bot.config_file import check_db, model_problems, read_toml, section_tables, suggestion
+from bot.config_file import check_db, read_toml, section_tables, suggestion, table, validated
 from providers.registry import DRIVERS, ProviderSettings, driver
 
 Mode = Literal["serve", "socket", "check"]
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 PROVIDER_NAMES = tuple(DRIVERS)
-M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -188,7 +187,7 @@ def _provider_settings(raw: dict[str, Any], where: str, problems: list[str]) -> 
             problems.append(f"{where} [providers.{name}]: must be a table of settings")
             continue
         model = known.settings_model if known else ProviderSettings
-        if (settings := _validated(model, section, where, f"providers.{name}", problems)) is not None:
+        if (settings := validated(model, section, where, f"providers.{name}", problems)) is not None:
             found[name] = settings
     return found
 
@@ -208,14 +207,9 @@ def _read_file(env: Env, problems: list[str]) -> tuple[dict[str, Any], Path | No
     return raw, path
 
 
-def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    value = raw.get(name)
-    return value if isinstance(value, dict) else {}
-
-
 def _policies(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[Policy, dict[str, Policy]]:
     base_raw = {k: v for k, v in raw.items() if not isinstance(v, dict) or k in Policy.model_fields}
-    policy = _validated(Policy, base_raw, where, "approvals", problems) or Policy()
+    policy = validated(Policy, base_raw, where, "approvals", problems) or Policy()
     overrides: dict[str, Policy] = {}
     for name, section in raw.items():
         if name in base_raw:
@@ -223,19 +217,10 @@ def _policies(raw: dict[str, Any], where: str, problems: list[str]) -> tuple[Pol
         if name not in PROVIDER_NAMES:
             problems.append(f"{where} [approvals.{name}]: unknown provider{suggestion(name, PROVIDER_NAMES)}")
             continue
-        found = _validated(Policy, policy.model_dump() | section, where, f"approvals.{name}", problems)
+        found = validated(Policy, policy.model_dump() | section, where, f"approvals.{name}", problems)
         if found is not None:
             overrides[name] = found
     return policy, overrides
-
-
-def _validated(model: type[M], raw: dict[str, Any], where: str, section: str, problems: list[str]) -> M | None:
-    """One section of the file as its model, or None with its problems added (every key named)."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems.extend(model_problems(exc, where, section, model))
-        return None
 
 
 def _env() -> Env:
@@ -275,9 +260,9 @@ def load_settings(mode: Mode, env: Env | None = None) -> Settings:
     problems.extend(check_db(db_path))
     file, config_path = _read_file(env, problems)
     where = str(config_path or "expbot.toml")
-    channel = (_validated(SlackConfig, _table(file, "slack"), where, "slack", problems) or SlackConfig()).channel
-    policy, overrides = _policies(_table(file, "approvals"), where, problems)
-    providers = _provider_settings(_table(file, "providers"), where, problems)
+    channel = (validated(SlackConfig, table(file, "slack"), where, "slack", problems) or SlackConfig()).channel
+    policy, overrides = _policies(table(file, "approvals"), where, problems)
+    providers = _provider_settings(table(file, "providers"), where, problems)
     enabled, provider_problems, secrets = enabled_providers(env)
     problems.extend(provider_problems)
     for name in enabled:

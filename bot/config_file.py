@@ -5,12 +5,13 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SECTIONS = ("slack", "approvals", "providers")
+M = TypeVar("M", bound=BaseModel)
 
 
 def read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -96,3 +97,18 @@ def model_problems(exc: ValidationError, where: str, section: str, model: type[B
         else:
             found.append(f"{at}: {error['msg'].removeprefix('Value error, ')}")
     return found
+
+
+def table(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """A section of the file (an empty one if it is missing or not a table; `section_tables` reported that)."""
+    value = raw.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def validated(model: type[M], raw: dict[str, Any], where: str, section: str, problems: list[str]) -> M | None:
+    """One section of the file as its model, or None with its problems added (every key named)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(model_problems(exc, where, section, model))
+        return None
