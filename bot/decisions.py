@@ -73,16 +73,18 @@ class Decisions:
             raise UsageError(f"There is no change request #{request_id}.")
         return req
 
-    async def check_clicked_on(self, request_id: int, channel: str | None, ts: str | None, user: str) -> None:
+    async def check_clicked_on(
+        self, request_id: int, channel: str | None, ts: str | None, user: str, shown: frozenset[int]
+    ) -> None:
         """A decision button must be the one on that request's own message; anything else changes nothing.
 
         One click mends a message instead: the request's post that Slack took but never answered (so it was
-        withdrawn, its buttons live and its ts unknown). Slack sends a click only from a message the app posted,
-        so a click naming a withdrawn request with no message, in that request's channel, comes from that post:
-        it becomes the request's message and is edited to show the request as withdrawn.
+        withdrawn, its buttons live and its ts unknown). When the clicked message, as Slack sent it along, carries
+        that request's buttons (`shown`), in the request's channel, it becomes the request's message and is
+        edited to show the request as withdrawn.
         """
         req = self.store.request(request_id)
-        if req is not None and req.message_ts is None and channel == req.channel and ts:
+        if req is not None and req.message_ts is None and req.id in shown and channel == req.channel and ts:
             if await self.store.adopt_request_message(req.id, channel, ts, user):
                 await self.experiments.outbox.drain([OutboxItem.request(req.id).key])
                 raise PermissionDenied(

@@ -22,6 +22,21 @@ def _action(body: dict[str, Any]) -> dict[str, Any]:
     return dict(body["actions"][0])
 
 
+def _requests_shown(message: object) -> frozenset[int]:
+    """The requests whose decision buttons the clicked message carries, as Slack sent the message along."""
+    blocks = message.get("blocks") if isinstance(message, dict) else None
+    found: set[int] = set()
+    for block in blocks if isinstance(blocks, list) else []:
+        elements = block.get("elements") if isinstance(block, dict) else None
+        for element in elements if isinstance(elements, list) else []:
+            if not isinstance(element, dict) or not str(element.get("action_id", "")).startswith("request_"):
+                continue
+            value = element.get("value")
+            if isinstance(value, str) and _NUMBER.match(value):
+                found.add(int(value))
+    return frozenset(found)
+
+
 def _id(value: object) -> int:
     """A button's numeric value, or a usage error (never a traceback) for anything else."""
     if not isinstance(value, str) or not _NUMBER.match(value):
@@ -45,7 +60,7 @@ def register(app: AsyncApp, workflow: Workflow) -> None:
         request_id = _id(action.get("value"))
         container, user = body.get("container") or {}, body["user"]["id"]
         where = container.get("channel_id"), container.get("message_ts")
-        await workflow.decisions.check_clicked_on(request_id, *where, user)
+        await workflow.decisions.check_clicked_on(request_id, *where, user, _requests_shown(body.get("message")))
         await decisions[action["action_id"]](request_id, user)
 
     @app.action("card_console")

@@ -109,6 +109,11 @@ async def test_a_post_slack_took_without_answering_is_mended_by_a_click(bot: Bot
     assert req.message_ts is None and req.outcome == "the request could not be posted in Slack"
     copies = [m for m in bot.slack.messages("C1") if find_element(m.get("blocks") or [], "request_approve")]
     assert len(copies) == 2
+    other = await bot.request("ramp exp-1 20")  # a click forged to name the withdrawn request mends nothing
+    await bot.player.click("C1", other.message_ts, "request_approve", user="U2", value=str(req.id))
+    assert await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "does not belong" in a["text"])
+    assert bot.store.request(req.id).message_ts is None
+    assert find_element(bot.slack.message("C1", other.message_ts)["blocks"], "request_approve")
 
     await bot.player.click("C1", copies[0]["ts"], "request_approve", user="U2")
     told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "was withdrawn" in a["text"])
@@ -123,7 +128,7 @@ async def test_a_post_slack_took_without_answering_is_mended_by_a_click(bot: Bot
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "draft"
 
     await bot.player.click("C1", copies[1]["ts"], "request_approve", user="U2")  # the other copy: refused as before
-    assert await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "does not belong" in a["text"])
+    assert await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "does not belong" in a["text"], count=2)
     assert bot.store.request(req.id).message_ts == first
 
 
