@@ -19,6 +19,8 @@ from providers.models import Change, Snapshot
 from providers.plan import Plan
 
 PENDING = (RequestStatus.PENDING,)
+NOTHING = "Nothing was changed."
+NOT_ITS_MESSAGE = "That button does not belong to this request's message; nothing was changed."
 log = logging.getLogger("expbot")
 
 
@@ -78,20 +80,26 @@ class Decisions:
     ) -> None:
         """A decision button must be the one on that request's own message; anything else changes nothing.
 
-        One click mends a message instead: the request's post that Slack took but never answered (so it was
-        withdrawn, its buttons live and its ts unknown). When the clicked message, as Slack sent it along, carries
-        that request's buttons (`shown`), in the request's channel, it becomes the request's message and is
-        edited to show the request as withdrawn.
+        A click mends a message instead when the clicked message, as Slack sent it along, carries that request's
+        buttons (`shown`) in its channel: a post Slack took but never answered. If the request was withdrawn for
+        it (its ts unknown), the message becomes the request's and shows it withdrawn; if a retry posted it again,
+        this copy is replaced by a line pointing to the request's own message.
         """
         req = self.store.request(request_id)
-        if req is not None and req.message_ts is None and req.id in shown and channel == req.channel and ts:
+        if req is None or channel != req.channel or not ts:
+            raise UsageError(NOT_ITS_MESSAGE)
+        if req.message_ts == ts:
+            return
+        if req.id in shown and req.message_ts is None:
             if await self.store.adopt_request_message(req.id, channel, ts, user):
                 await self.experiments.outbox.drain([OutboxItem.request(req.id).key])
                 raise PermissionDenied(
                     f"Request #{req.id} was withdrawn: {req.outcome or req.status.value}; nothing was changed."
                 )
-        if req is None or req.message_ts is None or (req.channel, req.message_ts) != (channel, ts):
-            raise UsageError("That button does not belong to this request's message; nothing was changed.")
+        elif req.id in shown:
+            await self.experiments.outbox.send([OutboxItem.request_copy(req.id, channel, ts)])
+            raise UsageError(f"That is a second copy of request #{req.id}: decide it on its own message. {NOTHING}")
+        raise UsageError(NOT_ITS_MESSAGE)
 
     def _pending(self, request_id: int) -> tuple[ChangeRequest, Experiment]:
         req = self._request(request_id)

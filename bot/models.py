@@ -143,6 +143,12 @@ class OutboxItem(BaseModel):
         return cls(kind="request", key=f"request:{request_id}", request_id=request_id)
 
     @classmethod
+    def request_copy(cls, request_id: int, channel: str, ts: str) -> OutboxItem:
+        """A second post of a request (Slack took both, one answer was lost), to be told apart from the request."""
+        key = f"request_copy:{channel}:{ts}"
+        return cls(kind="request_copy", key=key, request_id=request_id, target=channel, text=ts)
+
+    @classmethod
     def note(cls, experiment_id: int, key: str, text: str) -> OutboxItem:
         return cls(kind="note", key=f"note:{experiment_id}:{key}", experiment_id=experiment_id, text=text)
 

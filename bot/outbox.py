@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
 
+from bot import texts, views
 from bot.errors import SLACK_UNANSWERED
 from bot.logs import event
 from bot.models import ChangeRequest, Experiment, OutboxItem, OutboxRow
@@ -127,6 +128,10 @@ class Outbox:
     async def _deliver(self, row: OutboxRow) -> None:
         if row.kind == "dm":
             await self.threads.dm(str(row.target), row.text or "")
+            return
+        if row.kind == "request_copy":
+            notice = views.notice(texts.request_copy(row.request_id or 0))
+            await self.threads.replace(str(row.target), row.text or "", notice)
             return
         if row.kind == "request":
             req = self.store.request(row.request_id or 0)

@@ -172,3 +172,10 @@ def asked(req: ChangeRequest, exp: Experiment) -> str:
     if not req.required:
         return f"Doing *{escape(req.change.describe())}* on `{exp.ref}`; the thread shows each step."
     return f"Asked for approval to {escape(req.change.describe())} on `{exp.ref}` in its thread."
+
+
+def request_copy(request_id: int) -> str:
+    return (
+        f"This is a second copy of change request #{request_id}: Slack posted it twice when an answer was lost. "
+        "Decide the request on its own message in this thread."
+    )

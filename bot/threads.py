@@ -42,6 +42,10 @@ class Threads:
         if req.message_ts:
             await self.client.chat_update(channel=req.channel, ts=req.message_ts, text=msg.text, blocks=msg.blocks)
 
+    async def replace(self, channel: str, ts: str, msg: Message) -> None:
+        """Replace a message expbot posted that is not a card's or a request's own (a second copy of one)."""
+        await self.client.chat_update(channel=channel, ts=ts, text=msg.text, blocks=msg.blocks)
+
     async def say(self, exp: Experiment, text: str) -> None:
         """A plain reply in the experiment's thread."""
         await self.client.chat_postMessage(channel=exp.channel, thread_ts=exp.card_ts, text=clip(text, 3900))

@@ -192,6 +192,11 @@ def _decision_buttons(req: ChangeRequest, what: str, name: str) -> ActionsBlock:
     )
 
 
+def notice(text: str) -> Message:
+    """A message of one section and no buttons (what a second post of a request becomes)."""
+    return Message(clip(text, 3900), _dicts([SectionBlock(text=_md(text))]))
+
+
 def ephemeral(text: str) -> dict[str, Any]:
     """An ack body: an ephemeral answer to the user who typed the command."""
     return {"response_type": "ephemeral", "text": clip(text, 3900)}

@@ -101,7 +101,8 @@ async def test_request_that_cannot_be_posted_is_withdrawn(bot: Bot) -> None:
 
 async def test_a_post_slack_took_without_answering_is_mended_by_a_click(bot: Bot) -> None:
     """Slack posts the request but its answer is lost, twice (slack_sdk retries a dropped connection once): the
-    request is withdrawn with two live copies in the thread. A click on one changes nothing but mends that copy."""
+    request is withdrawn with two live copies in the thread. A click on one changes nothing and mends it: the
+    first clicked shows the request withdrawn, the other becomes a pointer to it."""
     await bot.new_sandbox()
     bot.slack.fail_next("chat.postMessage", lose_answer=True, times=2)
     await bot.player.command("start exp-1")
@@ -127,9 +128,37 @@ async def test_a_post_slack_took_without_answering_is_mended_by_a_click(bot: Bot
     assert any(e.action == "request.message_found" and e.actor == "U2" for e in bot.store.audit_events(1, 100))
     assert (await bot.runtime.workflow.providers["sandbox"].get("sbx-1")).status.value == "draft"
 
-    await bot.player.click("C1", copies[1]["ts"], "request_approve", user="U2")  # the other copy: refused as before
-    assert await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "does not belong" in a["text"], count=2)
+    second = copies[1]["ts"]
+    await bot.player.click("C1", second, "request_approve", user="U2")  # the other copy becomes a pointer to it
+    assert await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "second copy" in a["text"])
+    await bot.until(lambda: not find_element(bot.slack.message("C1", second)["blocks"], "request_approve"))
     assert bot.store.request(req.id).message_ts == first
+
+
+async def test_a_second_post_of_a_request_is_told_apart_when_clicked(bot: Bot) -> None:
+    """Slack takes the post but its answer is lost; slack_sdk's retry posts it again and gets the answer. The first
+    post is a copy with live buttons: a click on it decides nothing and turns it into a pointer, for good."""
+    await bot.new_sandbox()
+    bot.slack.fail_next("chat.postMessage", lose_answer=True)
+    req = await bot.request("start exp-1")
+    copies = [m for m in bot.slack.messages("C1") if find_element(m.get("blocks") or [], "request_approve")]
+    assert [m["ts"] for m in copies][1:] == [req.message_ts] and len(copies) == 2
+    copy = copies[0]["ts"]
+
+    await bot.player.click("C1", copy, "request_approve", user="U2")
+    told = await bot.slack.wait_for_async("chat.postEphemeral", lambda a: "second copy" in a["text"])
+    assert told[-1].args["user"] == "U2" and "Nothing was changed" in told[-1].args["text"]
+    pointer = await bot.until(
+        lambda: (m := bot.slack.message("C1", copy)) and not find_element(m["blocks"], "request_approve") and m
+    )
+    assert f"second copy of change request #{req.id}" in pointer["text"]
+    pending = bot.store.request(req.id)
+    assert pending.status is RequestStatus.PENDING and pending.approvals == ()
+
+    await bot.player.click("C1", req.message_ts, "request_approve", user="U2")
+    assert await _final(bot, req.id) is RequestStatus.APPLIED
+    await bot.slack.wait_for_async("chat.update", lambda a: a["ts"] == req.message_ts and "applied" in str(a).lower())
+    assert bot.slack.message("C1", copy)["text"] == pointer["text"]  # the copy never shows a state again
 
 
 async def test_reject_and_cancel(bot: Bot) -> None:
