@@ -15,6 +15,7 @@ import aiohttp
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -174,28 +175,30 @@ def _bolt_logger() -> logging.Logger:
     return bolt
 
 
-class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
-    """slack_sdk's 429 handler (honours Retry-After), counting each retry."""
+class _Counted(AsyncRetryHandler):
+    """Counts each retry of the slack_sdk handler it is mixed into, under `reason`."""
 
-    def __init__(self, metrics: Metrics, max_retry_count: int) -> None:
-        super().__init__(max_retry_count=max_retry_count)
+    reason = ""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.metrics = metrics
 
     async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
-        self.metrics.slack_api_retries.labels("ratelimited").inc()
+        self.metrics.slack_api_retries.labels(self.reason).inc()
         await super().prepare_for_next_attempt_async(**kwargs)
 
 
-class _CountedConnectionRetries(AsyncConnectionErrorRetryHandler):
-    """slack_sdk's connection-error handler, counting each retry."""
+class _CountedRateLimitRetries(_Counted, AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (honours Retry-After)."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        super().__init__()
-        self.metrics = metrics
+    reason = "ratelimited"
 
-    async def prepare_for_next_attempt_async(self, **kwargs: Any) -> None:
-        self.metrics.slack_api_retries.labels("connection").inc()
-        await super().prepare_for_next_attempt_async(**kwargs)
+
+class _CountedConnectionRetries(_Counted, AsyncConnectionErrorRetryHandler):
+    """slack_sdk's connection-error handler."""
+
+    reason = "connection"
 
 
 def build(settings: Settings, register: Register, socket_mode: bool = False) -> Runtime:

@@ -19,7 +19,6 @@ from providers.models import Change, Snapshot
 from providers.plan import Plan
 
 PENDING = (RequestStatus.PENDING,)
-NOTHING = "Nothing was changed."
 NOT_ITS_MESSAGE = "That button does not belong to this request's message; nothing was changed."
 log = logging.getLogger("expbot")
 
@@ -98,7 +97,9 @@ class Decisions:
                 )
         elif req.id in shown:
             await self.experiments.outbox.send([OutboxItem.request_copy(req.id, channel, ts)])
-            raise UsageError(f"That is a second copy of request #{req.id}: decide it on its own message. {NOTHING}")
+            raise UsageError(
+                f"That is a second copy of request #{req.id}: decide it on its own message. Nothing was changed."
+            )
         raise UsageError(NOT_ITS_MESSAGE)
 
     def _pending(self, request_id: int) -> tuple[ChangeRequest, Experiment]:

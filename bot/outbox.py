@@ -131,7 +131,7 @@ class Outbox:
             return
         if row.kind == "request_copy":
             notice = views.notice(texts.request_copy(row.request_id or 0))
-            await self.threads.replace(str(row.target), row.text or "", notice)
+            await self.threads.edit(str(row.target), row.text or "", notice)
             return
         if row.kind == "request":
             req = self.store.request(row.request_id or 0)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -16,7 +17,8 @@ from providers.models import Change, ChangeKind, Snapshot
 
 _MEMBERSHIP = frozenset({"deleted", "is_bot", "is_restricted", "is_ultra_restricted", "team_id"})
 CACHE_LIMIT = 1000
-"""Cached people past which the expired entries are dropped."""
+"""Cached people (or groups) past which the expired entries are dropped."""
+T = TypeVar("T")
 
 
 class Approvers:
@@ -30,18 +32,27 @@ class Approvers:
         self._users: dict[str, tuple[float, dict[str, Any]]] = {}
         self._team: str | None = None
 
+    async def _cached(self, cache: dict[str, tuple[float, T]], key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        """`fetch()`'s answer, kept for the TTL; past CACHE_LIMIT entries the expired ones are dropped."""
+        stamp = time.monotonic()
+        hit = cache.get(key)
+        if hit and hit[0] > stamp:
+            return hit[1]
+        value = await fetch()
+        if len(cache) >= CACHE_LIMIT:  # only people and groups that act are cached; a big workspace stays bounded
+            for stale in [k for k, (until, _) in cache.items() if until <= stamp]:
+                del cache[stale]
+        cache[key] = (stamp + self._ttl, value)
+        return value
+
     async def _user(self, user: str) -> dict[str, Any]:
         """The fields of `users.info` the policy reads (a whole profile is kilobytes), cached for the TTL."""
-        stamp = time.monotonic()
-        cached = self._users.get(user)
-        if cached and cached[0] > stamp:
-            return cached[1]
-        reply = await self._client.users_info(user=user)
-        found = {key: value for key, value in (reply.get("user") or {}).items() if key in _MEMBERSHIP}
-        if len(self._users) >= CACHE_LIMIT:  # only people who act are cached; a big workspace still stays bounded
-            self._users = {k: v for k, v in self._users.items() if v[0] > stamp}
-        self._users[user] = (stamp + self._ttl, found)
-        return found
+
+        async def fetch() -> dict[str, Any]:
+            reply = await self._client.users_info(user=user)
+            return {key: value for key, value in (reply.get("user") or {}).items() if key in _MEMBERSHIP}
+
+        return await self._cached(self._users, user, fetch)
 
     async def _installing_team(self) -> str:
         if self._team is None:
@@ -66,13 +77,11 @@ class Approvers:
             )
 
     async def members(self, group: str) -> frozenset[str]:
-        cached = self._groups.get(group)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        reply = await self._client.usergroups_users_list(usergroup=group)
-        users = frozenset(reply.get("users") or [])
-        self._groups[group] = (time.monotonic() + self._ttl, users)
-        return users
+        async def fetch() -> frozenset[str]:
+            reply = await self._client.usergroups_users_list(usergroup=group)
+            return frozenset(reply.get("users") or [])
+
+        return await self._cached(self._groups, group, fetch)
 
     async def is_eligible(self, user: str, policy: Policy) -> bool:
         if not policy.approvers or user in policy.approvers:

@@ -30,7 +30,7 @@ class Threads:
 
     async def update_card(self, exp: Experiment, msg: Message) -> None:
         if exp.card_ts:
-            await self.client.chat_update(channel=exp.channel, ts=exp.card_ts, text=msg.text, blocks=msg.blocks)
+            await self.edit(exp.channel, exp.card_ts, msg)
 
     async def post_request(self, exp: Experiment, msg: Message) -> str:
         reply = await self.client.chat_postMessage(
@@ -40,10 +40,10 @@ class Threads:
 
     async def update_request(self, req: ChangeRequest, msg: Message) -> None:
         if req.message_ts:
-            await self.client.chat_update(channel=req.channel, ts=req.message_ts, text=msg.text, blocks=msg.blocks)
+            await self.edit(req.channel, req.message_ts, msg)
 
-    async def replace(self, channel: str, ts: str, msg: Message) -> None:
-        """Replace a message expbot posted that is not a card's or a request's own (a second copy of one)."""
+    async def edit(self, channel: str, ts: str, msg: Message) -> None:
+        """Replace a message expbot posted: a card, a request, or a second copy of a request's post."""
         await self.client.chat_update(channel=channel, ts=ts, text=msg.text, blocks=msg.blocks)
 
     async def say(self, exp: Experiment, text: str) -> None:
